@@ -1,0 +1,250 @@
+"""The study spec: a declarative TOML file naming columns, measures, steps and hypotheses.
+
+``load_spec("lee2012")`` loads a built-in study; ``load_spec("my.toml")`` a file. Every key is
+checked: unknown keys, unknown steps and malformed hypotheses stop with a SpecError naming
+the file and the key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from smesurvival.errors import SpecError
+
+BUILTIN = ("lee2012",)
+_SIGNS = ("+", "-")
+_TESTS = ("one-sided", "two-sided")
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A directional claim about one model term, judged in one step."""
+
+    id: str
+    statement: str
+    term: str
+    sign: str
+    step: str
+    test: str
+    alpha: float
+    published: str | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One model in the hierarchy: the controls plus ``terms`` (base step's terms + added ones)."""
+
+    name: str
+    label: str
+    terms: tuple[str, ...]
+    base: str | None
+
+
+@dataclass(frozen=True)
+class ImplicationSpec:
+    """A what-if contrast of predicted survival for a typical firm, low vs high ``variable``."""
+
+    topic: str
+    audience: str
+    variable: str
+    low: float | str
+    high: float | str
+    step: str
+    published: str
+    at: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A whole study, frozen. Build with :func:`load_spec` or :func:`spec_from_dict`."""
+
+    name: str
+    title: str
+    reference: str
+    columns: dict[str, Any]
+    measures: dict[str, str]
+    outcome_kind: str
+    outcome: str
+    window_years: int
+    family: str
+    vcov: str
+    cluster: str | None
+    weights: str | None
+    conf_level: float
+    center: tuple[str, ...]
+    controls: tuple[str, ...]
+    steps: tuple[Step, ...]
+    hypotheses: tuple[Hypothesis, ...]
+    interaction_figure: dict[str, str] | None
+    survival_by: tuple[str, ...]
+    implications: tuple[ImplicationSpec, ...]
+    synthetic_n: int = 1612
+    synthetic_seed: int = 2012
+    source: str = "<dict>"
+
+    def step(self, name: str) -> Step:
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise SpecError(f"{self.source}: no step named '{name}'; steps are {', '.join(s.name for s in self.steps)}")
+
+    def formula(self, step: Step) -> str:
+        rhs = list(self.controls) + list(step.terms)
+        return f"{self.outcome} ~ " + (" + ".join(rhs) if rhs else "1")
+
+    def main_variables(self) -> tuple[str, ...]:
+        """Measures entering the steps as main effects, in first-appearance order."""
+        seen: dict[str, None] = {}
+        for s in self.steps:
+            for t in s.terms:
+                for part in t.split(":"):
+                    seen.setdefault(part.strip(), None)
+        return tuple(seen)
+
+
+def load_spec(name_or_path: str | Path) -> StudySpec:
+    """Load a built-in study by name (``lee2012``) or a TOML file by path."""
+    text: str
+    source: str
+    p = Path(name_or_path)
+    if str(name_or_path) in BUILTIN:
+        source = f"{name_or_path} (built-in)"
+        text = resources.files("smesurvival.study").joinpath(f"{name_or_path}.toml").read_text("utf-8")
+    elif p.suffix.lower() == ".toml" or p.exists():
+        if not p.exists():
+            raise SpecError(f"study spec file '{p}' does not exist")
+        source = str(p)
+        text = p.read_text("utf-8")
+    else:
+        raise SpecError(
+            f"'{name_or_path}' is neither a built-in study ({', '.join(BUILTIN)}) nor a .toml file"
+        )
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"{source}: not valid TOML: {e}") from None
+    return spec_from_dict(raw, source)
+
+
+_TOP = {"study", "columns", "measures", "outcome", "model", "steps", "hypotheses", "tests",
+        "figures", "implications", "synthetic"}
+
+
+def _keys(d: Any, allowed: set[str], where: str, source: str) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        raise SpecError(f"{source}: [{where}] must be a table")
+    extra = set(d) - allowed
+    if extra:
+        raise SpecError(
+            f"{source}: unknown key(s) {', '.join(sorted(extra))} in [{where}]; allowed: "
+            f"{', '.join(sorted(allowed))}"
+        )
+    return d
+
+
+def _need(d: dict[str, Any], key: str, where: str, source: str) -> Any:
+    if key not in d:
+        raise SpecError(f"{source}: [{where}] needs '{key}'")
+    return d[key]
+
+
+def spec_from_dict(raw: dict[str, Any], source: str = "<dict>") -> StudySpec:
+    """Validate a parsed TOML document and build the frozen spec."""
+    _keys(raw, _TOP, "top level", source)
+    st = _keys(raw.get("study", {}), {"name", "title", "reference"}, "study", source)
+    out = _keys(raw.get("outcome", {}), {"kind", "variable", "window_years"}, "outcome", source)
+    kind = out.get("kind", "binary")
+    if kind != "binary":
+        raise SpecError(f"{source}: outcome.kind '{kind}' is not supported yet; use 'binary'")
+    mdl = _keys(raw.get("model", {}), {"family", "vcov", "cluster", "weights", "conf_level",
+                                       "center", "controls"}, "model", source)
+    family = mdl.get("family", "logit")
+    if family not in ("logit", "probit", "cloglog"):
+        raise SpecError(f"{source}: model.family must be logit, probit or cloglog; got '{family}'")
+    tests = _keys(raw.get("tests", {}), {"kind", "alpha"}, "tests", source)
+    test_kind = tests.get("kind", "one-sided")
+    alpha = float(tests.get("alpha", 0.05))
+    if test_kind not in _TESTS or not 0 < alpha < 1:
+        raise SpecError(f"{source}: [tests] kind must be one of {_TESTS} and 0 < alpha < 1")
+    steps = _parse_steps(raw.get("steps", []), source)
+    names = {s.name for s in steps}
+    hyps = []
+    for i, h in enumerate(raw.get("hypotheses", [])):
+        where = f"hypotheses #{i + 1}"
+        _keys(h, {"id", "statement", "term", "sign", "step", "test", "alpha", "published"}, where, source)
+        term = str(_need(h, "term", where, source))
+        step = h.get("step") or next((s.name for s in steps if term in s.terms), None)
+        if step not in names:
+            raise SpecError(f"{source}: {where} ({h.get('id')}) names step '{step}', which is not defined")
+        if term not in next(s for s in steps if s.name == step).terms:
+            raise SpecError(f"{source}: {where} ({h.get('id')}): term '{term}' is not in step '{step}'")
+        sign = h.get("sign", "+")
+        test = h.get("test", test_kind)
+        if sign not in _SIGNS or test not in _TESTS:
+            raise SpecError(f"{source}: {where}: sign must be + or -, test one-sided or two-sided")
+        pub = h.get("published")
+        if pub not in (None, "supported", "not supported"):
+            raise SpecError(f"{source}: {where}: published must be 'supported' or 'not supported'")
+        hyps.append(Hypothesis(str(_need(h, "id", where, source)), str(h.get("statement", "")),
+                               term, sign, step, test, float(h.get("alpha", alpha)), pub))
+    figs = _keys(raw.get("figures", {}), {"interaction", "survival_by"}, "figures", source)
+    inter = figs.get("interaction")
+    if inter is not None:
+        _keys(inter, {"focal", "moderator", "step"}, "figures.interaction", source)
+        if inter.get("step") not in names:
+            raise SpecError(f"{source}: figures.interaction.step '{inter.get('step')}' is not a step")
+    imps = []
+    for i, m in enumerate(raw.get("implications", [])):
+        where = f"implications #{i + 1}"
+        _keys(m, {"topic", "audience", "variable", "low", "high", "step", "published", "at"}, where, source)
+        stp = m.get("step", steps[-1].name if steps else "")
+        if stp not in names:
+            raise SpecError(f"{source}: {where} names step '{stp}', which is not defined")
+        imps.append(ImplicationSpec(
+            str(m.get("topic", m.get("variable"))), str(m.get("audience", "")),
+            str(_need(m, "variable", where, source)), _need(m, "low", where, source),
+            _need(m, "high", where, source), stp, str(m.get("published", "")),
+            {str(k): float(v) for k, v in m.get("at", {}).items()},
+        ))
+    syn = _keys(raw.get("synthetic", {}), {"n", "seed"}, "synthetic", source)
+    window = int(out.get("window_years", 5))
+    if window < 1:
+        raise SpecError(f"{source}: outcome.window_years must be at least 1")
+    cl = float(mdl.get("conf_level", 0.95))
+    if not 0 < cl < 1:
+        raise SpecError(f"{source}: model.conf_level must be between 0 and 1")
+    return StudySpec(
+        name=str(st.get("name", Path(source).stem)), title=str(st.get("title", "")),
+        reference=str(st.get("reference", "")), columns=dict(raw.get("columns", {})),
+        measures={str(k): str(v) for k, v in raw.get("measures", {}).items()},
+        outcome_kind=kind, outcome=str(out.get("variable", "survived")), window_years=window,
+        family=family, vcov=str(mdl.get("vcov", "classical")), cluster=mdl.get("cluster"),
+        weights=mdl.get("weights"), conf_level=cl,
+        center=tuple(mdl.get("center", ())), controls=tuple(mdl.get("controls", ())),
+        steps=steps, hypotheses=tuple(hyps), interaction_figure=inter,
+        survival_by=tuple(figs.get("survival_by", ())), implications=tuple(imps),
+        synthetic_n=int(syn.get("n", 1612)), synthetic_seed=int(syn.get("seed", 2012)),
+        source=source,
+    )
+
+
+def _parse_steps(raw_steps: Any, source: str) -> tuple[Step, ...]:
+    if not isinstance(raw_steps, list) or not raw_steps:
+        raise SpecError(f"{source}: define at least one [[steps]] table")
+    steps: dict[str, Step] = {}
+    for i, s in enumerate(raw_steps):
+        where = f"steps #{i + 1}"
+        _keys(s, {"name", "label", "add", "base"}, where, source)
+        name = str(_need(s, "name", where, source))
+        if name in steps:
+            raise SpecError(f"{source}: step name '{name}' is used twice")
+        base = s.get("base")
+        if base is not None and base not in steps:
+            raise SpecError(f"{source}: step '{name}' has base '{base}', which is not an earlier step")
+        terms = (steps[base].terms if base else ()) + tuple(str(t) for t in s.get("add", []))
+        steps[name] = Step(name, str(s.get("label", name)), tuple(dict.fromkeys(terms)), base)
+    return tuple(steps.values())
