@@ -31,8 +31,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
 
 
 def _fail(message: str) -> None:
@@ -167,7 +167,7 @@ def simulate(
     if Path(out_path).suffix.lower() not in (".csv", ".parquet"):
         raise UsageError("--out must end in .csv or .parquet")
     cohort = simulate_cohort(n=n, seed=seed, panel=panel)
-    cohort.write(out_path, panel=panel) if panel else cohort.write(out_path)
+    cohort.write(out_path)
     err.print(f"wrote {out_path} — {cohort.label}")
 
 
@@ -213,29 +213,12 @@ def demo(
 
 
 def main() -> None:
-    """Entry point: map our errors to exit status 2 with one message, bugs to 1."""
+    """Entry point: our errors become one message and exit status 2; bugs propagate (status 1)."""
     try:
-        app(standalone_mode=False)
+        app()  # standalone: usage errors exit 2, typer.Exit(n) exits n
     except SmeSurvivalError as e:
-        _fail_no_raise(str(e))
+        err.print(f"[bold red]error:[/] {e}", soft_wrap=True)
         sys.exit(2)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except SystemExit:
-        raise
-    except Exception as e:  # click usage errors carry exit_code 2
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(1)
-        raise
-
-
-def _fail_no_raise(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
 
 
 if __name__ == "__main__":

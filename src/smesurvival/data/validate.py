@@ -304,6 +304,12 @@ def _identity_rules(df: pd.DataFrame, cm: ColumnMap, out: _Issues) -> None:
                 f"Duplicate id(s): {ids}. Each firm appears once in a firm-level data set.")
 
 
+def _name(cm: ColumnMap, role: str) -> str | None:
+    """The single column of a scalar role (None when unmapped)."""
+    col = cm.get(role)
+    return col if isinstance(col, str) else None
+
+
 def _value_rules(df: pd.DataFrame, cm: ColumnMap, num: pd.DataFrame, out: _Issues) -> None:
     def col(role: str) -> np.ndarray | None:
         name = cm.get(role)
@@ -313,11 +319,11 @@ def _value_rules(df: pd.DataFrame, cm: ColumnMap, num: pd.DataFrame, out: _Issue
         v = col(role)
         if v is not None:
             out.add(np.isfinite(v) & (v != np.round(v)), f"{role} must be a whole number (a year)",
-                    cm.get(role), "error")  # type: ignore[arg-type]
+                    _name(cm, role), "error")
     for role in ("employees", "sales", "export_sales", "rd_employees", "rd_expenditure"):
         v = col(role)
         if v is not None:
-            out.add(v < 0, f"{role} must be a non-negative number", cm.get(role), "error")  # type: ignore[arg-type]
+            out.add(v < 0, f"{role} must be a non-negative number", _name(cm, role), "error")
     for name in cm.innovation_items:
         out.add(num[name].to_numpy() < 0, "innovation_items must be non-negative counts", name, "error")
     for name in cm.rd_alliance:

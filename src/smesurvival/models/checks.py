@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg, optimize
+from scipy import optimize
 
 from smesurvival.errors import RankDeficientError
 
@@ -23,19 +23,23 @@ def check_rank(X: np.ndarray, terms: tuple[str, ...], weights: np.ndarray | None
             "or check the coding of the data"
         )
     g = gram / np.outer(d, d)
-    _, r, piv = linalg.qr(g, pivoting=True)
-    diag = np.abs(np.diag(r))
-    tol = max(g.shape) * np.finfo(float).eps * 1e3 * diag[0]
-    rank = int((diag > tol).sum())
-    if rank == g.shape[0]:
-        return
-    indep = np.sort(piv[:rank])
+    kept: list[int] = []
     parts = []
-    for j in sorted(piv[rank:]):
-        coef = np.linalg.lstsq(g[np.ix_(indep, indep)], g[indep, j], rcond=None)[0]
-        coef = coef * d[j] / d[indep]  # back to the original column scale
-        combo = [f"{c:+.4g}*'{terms[i]}'" for c, i in zip(coef, indep, strict=True) if abs(c) > 1e-8]
+    for j in range(g.shape[0]):  # keep a column unless the earlier kept ones span it
+        if kept:
+            gk = g[np.ix_(kept, kept)]
+            coef = np.linalg.solve(gk, g[kept, j])
+            resid = g[j, j] - g[j, kept] @ coef
+        else:
+            coef, resid = np.zeros(0), g[j, j]
+        if resid > 1e-9:
+            kept.append(j)
+            continue
+        orig = coef * d[j] / d[kept]  # back to the original column scale
+        combo = [f"{c:+.4g}*'{terms[i]}'" for c, i in zip(orig, kept, strict=True) if abs(c) > 1e-8]
         parts.append(f"'{terms[j]}' = {' '.join(combo) if combo else '0'}")
+    if not parts:
+        return
     raise RankDeficientError(
         "the design matrix is rank deficient (linearly dependent columns): "
         + "; ".join(parts)

@@ -64,10 +64,11 @@ def to_markdown(table: Table) -> str:
     lines.append("|" + "|".join(seps[a] for a in table.alignments) + "|")
     for row in table.rows:
         lines.append("| " + " | ".join(_md_cell(c) for c in row) + " |")
-    groups = [f"{lab} ({_span_names(table, lab)})" for lab, span in table.header_groups or ()
-              if lab and span > 1]
+    groups = [f"columns {_span_names(table, lab)}: {lab}"
+              for lab, span in table.header_groups or () if lab and span > 1]
     if groups:
-        lines += ["", "Column groups: " + "; ".join(groups) + "."]
+        text = "; ".join(groups)
+        lines += ["", text[:1].upper() + text[1:] + "."]
     if table.notes:
         notes = [n.replace("\n", " ").strip() for n in table.notes]
         notes[0] = f"*Note.* {notes[0]}"

@@ -177,6 +177,13 @@ def short_label(name: str, labels: Mapping[str, str] | None = None) -> str:
     return re.sub(r"\s*\([^()]*\)\s*$", "", full) or full
 
 
+def lower_first(text: str) -> str:
+    """Lower-case the first letter for use mid-sentence, unless it starts an acronym ("R&D")."""
+    if len(text) > 1 and text[0].isupper() and text[1].islower():
+        return text[0].lower() + text[1:]
+    return text
+
+
 # ---- tables -------------------------------------------------------------------------------------
 def sample_flow_table(flow: SampleFlow, title: str = "Sample flow") -> Table:
     """Rows read, each drop with its reason, rows used (nothing is lost silently)."""
@@ -323,17 +330,18 @@ def regression_table(
     stat_row("AIC", [fmt_num(f.aic) for f in fits])
 
     notes = []
-    dep = dependent or "survival"
+    if dependent:
+        notes.append(f"Dependent variable: {dependent}.")
     notes.append(
-        f"Logit coefficients (log-odds of {dep}); standard errors ({fits[0].vcov_type}) in "
+        f"Logit coefficients (log-odds scale); standard errors ({fits[0].vcov_type}) in "
         "parentheses. † p < .10, * p < .05, ** p < .01, *** p < .001, two-sided Wald tests; "
         "hypothesis tests that the study states as one-sided are reported with the verdicts."
     )
     if centering:
         names = ", ".join(short_label(v, labels) for v in centering)
         notes.append(
-            f"Continuous predictors are mean-centred before forming interactions ({names}); "
-            "main effects are effects at the mean of the other variable."
+            f"Predictors mean-centred before forming interactions: {names}; a main effect is "
+            "then the effect at the mean of the variables it interacts with."
         )
     else:
         notes.append("Predictors are entered uncentred.")
@@ -346,7 +354,6 @@ def regression_table(
         columns=("", *(f"Model {i + 1}" for i in range(len(steps)))),
         rows=tuple(rows),
         notes=tuple(notes),
-        header_groups=(("", 1), (f"Dependent variable: {dep} (logit)", len(steps))),
         rules_after=(n_coef_rows - 1,),
         align=("l",) + ("c",) * len(steps),
     )
@@ -396,18 +403,27 @@ def verdict_table(
         notes=(
             f"A hypothesis is supported when the estimate has the expected sign and p < {a} in "
             "the test the study states (one-sided p halves the two-sided p in the expected "
-            "direction). CI: Wald interval of the logit coefficient.",
+            "direction). CI: two-sided Wald interval of the logit coefficient, so a one-sided "
+            "test can be significant while the interval includes zero.",
             "2012 study: Lee, Kelley, Lee & Lee (2012), Journal of Small Business Management "
             "50(1): 1–19.",
         ),
     )
 
 
-def _profile(pred_profile: Mapping[str, object], labels: Mapping[str, str] | None) -> str:
+def _value(v: object) -> str:
+    return fmt_num(v) if _finite(v) else str(v)  # type: ignore[arg-type]
+
+
+def profile_contrast(low: Mapping[str, object], high: Mapping[str, object],
+                     labels: Mapping[str, str] | None = None) -> str:
+    """The variables on which two profiles differ: ``Export ratio 0.000 → 0.500``."""
     parts = []
-    for k, v in pred_profile.items():
-        val = fmt_num(v) if _finite(v) else str(v)  # type: ignore[arg-type]
-        parts.append(f"{short_label(k, labels)} = {val}")
+    for k in dict.fromkeys([*low, *high]):
+        a, b = low.get(k), high.get(k)
+        if a is None or b is None or _value(a) != _value(b):
+            parts.append(f"{short_label(k, labels)} {_value(a) if a is not None else DASH} → "
+                         f"{_value(b) if b is not None else DASH}")
     return "; ".join(parts)
 
 
@@ -421,22 +437,23 @@ def implications_table(
     rows = []
     for imp in implications:
         lo, hi = imp.low, imp.high
+        contrast = profile_contrast(lo.profile, hi.profile, labels)
         rows.append((
             imp.topic,
-            f"{lo.label} ({_profile(lo.profile, labels)})" if lo.profile else lo.label,
+            contrast or f"{lo.label} → {hi.label}",
             f"{fmt_num(lo.probability)} {fmt_ci(lo.conf_low, lo.conf_high)}",
-            f"{hi.label} ({_profile(hi.profile, labels)})" if hi.profile else hi.label,
             f"{fmt_num(hi.probability)} {fmt_ci(hi.conf_low, hi.conf_high)}",
             fmt_num(hi.probability - lo.probability, signed=True),
         ))
     return Table(
         title=title,
-        columns=("Topic", "Profile A", "P(survive) A [95% CI]", "Profile B",
+        columns=("Topic", "Profile A → profile B", "P(survive) A [95% CI]",
                  "P(survive) B [95% CI]", "Difference (B − A)"),
         rows=tuple(rows),
-        align=("l", "l", "r", "l", "r", "r"),
+        align=("l", "l", "r", "r", "r"),
         notes=(
-            "Predicted probabilities from the logit model, other variables held at their means; "
-            "CIs built on the log-odds scale. Associations, not causal effects.",
+            "Predicted probabilities from the logit model; the two profiles differ only in the "
+            "variables shown and share all other values (listed in results.json). CIs are "
+            "built on the log-odds scale. Associations, not causal effects.",
         ),
     )

@@ -1,0 +1,30 @@
+"""Reporting: publication tables, figures and the report folder, all rendered from a result.
+
+Numbers first, presentation second: :mod:`.tables` builds :class:`Table` values from a
+:class:`~smesurvival.study.result.StudyResult`, :mod:`.render` turns any table into Markdown,
+HTML or text, :mod:`.figures` draws (matplotlib is imported only when a figure is made) and
+:mod:`.build` writes ``report.md``, ``report.html``, ``results.json`` and ``figures/``
+(jinja2 is imported only when a report is written).
+"""
+
+from __future__ import annotations
+
+from smesurvival.report.build import ReportFiles, write_report
+from smesurvival.report.render import render, to_html, to_markdown, to_text
+from smesurvival.report.serialize import result_to_dict
+from smesurvival.report.tables import (
+    LABELS,
+    Table,
+    descriptives_table,
+    implications_table,
+    label,
+    regression_table,
+    sample_flow_table,
+    verdict_table,
+)
+
+__all__ = [
+    "LABELS", "ReportFiles", "Table", "descriptives_table", "implications_table", "label",
+    "regression_table", "render", "result_to_dict", "sample_flow_table", "to_html",
+    "to_markdown", "to_text", "verdict_table", "write_report",
+]

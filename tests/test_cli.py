@@ -1,0 +1,176 @@
+"""The command line: JSON contract, exit statuses, and bad input named by column and line."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import load_ref, r_name
+
+from smesurvival.cli import main
+from smesurvival.data.synthetic import simulate_cohort
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the CLI in-process; return (exit status, stdout, stderr)."""
+    old = sys.argv
+    sys.argv = ["smesurvival", *argv]
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    finally:
+        sys.argv = old
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+@pytest.fixture()
+def mroz_csv(tmp_path: Path, mroz: pd.DataFrame) -> Path:
+    p = tmp_path / "mroz.csv"
+    mroz[["lfp", "k5", "k618", "age", "wcyes", "hcyes", "lwg", "inc"]].to_csv(p, index=False)
+    return p
+
+
+def test_fit_json_contract(mroz_csv: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["fit", str(mroz_csv), "--model", "logit", "--formula",
+                        "lfp ~ k5 + k618 + age + wcyes + hcyes + lwg + inc + wcyes:inc",
+                        "--json", "-"], capsys)
+    assert code == 0
+    d = json.loads(out)
+    for key in ("model", "formula", "n_obs", "n_events", "dropped", "params", "bse", "pvalues",
+                "conf_int", "loglik", "llnull", "aic", "bic", "converged", "iterations",
+                "vcov_type", "engine"):
+        assert key in d, key
+    ref = load_ref("logit_interaction")
+    for t, b in d["params"].items():
+        assert b == pytest.approx(ref["coefficients"]["estimate"][r_name(t)], rel=1e-6)
+    assert d["engine"] == "memory" and d["n_obs"] == 753 and d["dropped"] == {}
+
+
+def test_fit_right_hand_side_with_event_and_cluster(mroz_csv: Path, capsys) -> None:
+    code, out, _ = run(["fit", str(mroz_csv), "--formula", "k5 + age", "--event", "lfp",
+                        "--vcov", "cluster", "--cluster", "k618", "--json", "-"], capsys)
+    assert code == 0
+    d = json.loads(out)
+    assert d["vcov_type"] == "cluster" and d["n_clusters"] > 1
+    assert set(d["params"]) == {"Intercept", "k5", "age"}
+
+
+def test_fit_counts_dropped_rows(tmp_path: Path, mroz: pd.DataFrame, capsys) -> None:
+    d = mroz[["lfp", "k5", "age"]].copy().astype(float)
+    d.loc[[3, 7, 9], "age"] = None
+    p = tmp_path / "m.csv"
+    d.to_csv(p, index=False)
+    code, out, _ = run(["fit", str(p), "--formula", "lfp ~ k5 + age", "--json", "-"], capsys)
+    assert code == 0
+    res = json.loads(out)
+    assert res["dropped"] == {"missing value in column 'age'": 3} and res["n_obs"] == 750
+
+
+def test_fit_table_output(mroz_csv: Path, capsys) -> None:
+    code, out, _ = run(["fit", str(mroz_csv), "--formula", "lfp ~ k5 + age"], capsys)
+    assert code == 0 and "k5" in out and "McFadden" in out
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["--model", "tobit"], "--model must be one of logit, probit, cloglog"),
+    (["--vcov", "hc9"], "vcov must be one of"),
+    (["--formula", "lfp ~ nosuch"], "'nosuch'"),
+    (["--formula", "lfp ~ __import__('os')"], "not allowed"),
+    (["--formula", "k5"], "has no outcome"),
+])
+def test_fit_usage_errors_exit_2(mroz_csv: Path, capsys, argv: list[str], fragment: str) -> None:
+    base = ["fit", str(mroz_csv), "--formula", "lfp ~ k5"]
+    code, _, err = run(base + argv, capsys)
+    assert code == 2
+    assert fragment in " ".join(err.split())
+    assert "Traceback" not in err
+
+
+def test_fit_missing_file(capsys, tmp_path: Path) -> None:
+    code, _, err = run(["fit", str(tmp_path / "nope.csv"), "--formula", "y ~ x"], capsys)
+    assert code == 2 and "nope.csv" in err
+
+
+def test_separation_is_exit_2(capsys) -> None:
+    from conftest import REF
+
+    code, _, err = run(["fit", str(REF / "data" / "brglm2_endometrial.csv"), "--formula",
+                        "HG ~ NV + PI + EH"], capsys)
+    assert code == 2 and "separation" in err and "'NV'" in err
+
+
+@pytest.fixture(scope="module")
+def firms() -> pd.DataFrame:
+    return simulate_cohort(n=40, seed=3).frame
+
+
+def _corrupt(firms: pd.DataFrame, tmp_path: Path, row: int, **values: object) -> Path:
+    d = firms.copy().astype(object)
+    for k, v in values.items():
+        d.loc[row, k] = v
+    p = tmp_path / "firms.csv"
+    d.to_csv(p, index=False)
+    return p
+
+
+@pytest.mark.parametrize("row,values,column", [
+    (4, {"export_sales": 1e9}, "export_sales"),
+    (6, {"employees": -3}, "employees"),
+    (2, {"rd_employees": 10_000}, "rd_employees"),
+    (9, {"exit_year": 1950, "exit_type": "failure", "exit_month": 3}, "exit_year"),
+    (5, {"firm_id": 1}, "firm_id"),  # duplicates firm 1 (row 0)
+    (7, {"sales": "lots"}, "sales"),
+    (3, {"exit_type": "vanished", "exit_year": 2006, "exit_month": 2}, "exit_type"),
+])
+def test_validate_bad_input(firms, tmp_path, capsys, row: int, values: dict, column: str) -> None:
+    p = _corrupt(firms, tmp_path, row, **values)
+    code, _, err = run(["validate", str(p)], capsys)
+    text = " ".join(err.split())
+    assert code == 2, text
+    assert f"column '{column}'" in text
+    assert re.search(rf"lines? (\d+, )*{row + 2}\b", text), text
+    assert "Traceback" not in err
+
+
+def test_validate_good_file(firms, tmp_path, capsys) -> None:
+    p = tmp_path / "ok.csv"
+    firms.to_csv(p, index=False)
+    code, out, _ = run(["validate", str(p)], capsys)
+    assert code == 0 and "no errors" in out
+
+
+def test_study_bad_input_leaves_no_output(firms, tmp_path, capsys) -> None:
+    p = _corrupt(firms, tmp_path, 6, employees=-3)
+    out_dir = tmp_path / "report"
+    code, _, err = run(["study", "lee2012", "--data", str(p), "--out", str(out_dir)], capsys)
+    assert code == 2 and "employees" in err
+    assert not out_dir.exists()
+
+
+def test_simulate_writes_csv_and_truth(tmp_path, capsys) -> None:
+    p = tmp_path / "c.csv"
+    code, _, err = run(["simulate", "--n", "300", "--seed", "5", "--out", str(p)], capsys)
+    assert code == 0 and "SYNTHETIC" in err
+    d = pd.read_csv(p)
+    assert len(d) == 300
+    assert json.loads((tmp_path / "c.csv.truth.json").read_text())["seed"] == 5
+
+
+def test_simulate_panel_parquet(tmp_path, capsys) -> None:
+    p = tmp_path / "c.parquet"
+    code, _, _ = run(["simulate", "--n", "200", "--panel", "--out", str(p)], capsys)
+    assert code == 0
+    d = pd.read_parquet(p)
+    assert {"year", "t", "event"} <= set(d.columns) and len(d) > 200
+
+
+def test_unknown_command_is_usage_error(capsys) -> None:
+    code, _, _ = run(["frobnicate"], capsys)
+    assert code == 2
