@@ -15,6 +15,7 @@ import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,23 +135,22 @@ def _make_figures(result: StudyResult, fig_dir: Path) -> list[_Figure]:
     out: list[_Figure] = []
     w = result.window_years
     made: list[tuple[str, str, Callable[[], Figure]]] = []
-    if result.curves is not None:
-        c = result.curves
+    c = result.curves
+    if c is not None:
         made.append((
             "interaction",
             f"Predicted probability of surviving the {w}-year window against "
             f"{lower_first(short_label(c.focal))}, at {', '.join(c.moderator_labels)} "
             f"{short_label(c.moderator)} (model {c.step}); shaded bands are 95% confidence "
             "intervals.",
-            lambda: _figures.interaction_figure(c, result.synthetic, window_years=w),
+            partial(_figures.interaction_figure, c, result.synthetic, window_years=w),
         ))
     for gs in result.survival_by_group:
         made.append((
             f"survival_by_{gs.group_variable}",
             f"Kaplan–Meier survival by {lower_first(short_label(gs.group_variable))}; shaded "
-            "bands are "
-            "95% confidence intervals, the dotted line marks the window.",
-            (lambda g=gs: _figures.group_survival_figure(g, result.synthetic, window_years=w)),
+            "bands are 95% confidence intervals, the dotted line marks the window.",
+            partial(_figures.group_survival_figure, gs, result.synthetic, window_years=w),
         ))
     for i, (stem, caption, draw) in enumerate(made, start=1):
         fig = draw()

@@ -76,7 +76,8 @@ class Table:
     def alignments(self) -> tuple[Align, ...]:
         if self.align is not None:
             return self.align
-        return ("l",) + ("r",) * (len(self.columns) - 1)
+        right: Align = "r"
+        return ("l", *[right] * (len(self.columns) - 1))
 
     def to_markdown(self) -> str:
         from smesurvival.report.render import to_markdown
@@ -190,7 +191,7 @@ def sample_flow_table(flow: SampleFlow, title: str = "Sample flow") -> Table:
     rows = []
     for lab, dropped, left in flow.rows():
         is_end = lab in ("Rows read", "Rows used")
-        rows.append((lab, "" if is_end else f"−{fmt_int(dropped)}", fmt_int(left)))
+        rows.append((lab, "" if is_end else fmt_int(dropped), fmt_int(left)))
     return Table(
         title=title,
         columns=("Step", "Rows dropped", "Rows remaining"),
@@ -219,7 +220,8 @@ def descriptives_table(
         for j in range(k - 1):
             if j < i:
                 r = desc.corr[i, j]
-                cells.append(fmt_num(r) + stars(desc.corr_p[i, j], dagger=False))
+                # Table-1 convention: two levels only (* .05, ** .01)
+                cells.append(fmt_num(r) + stars(desc.corr_p[i, j], dagger=False)[:2])
             else:
                 cells.append("")
         rows.append(tuple(cells))
@@ -349,13 +351,14 @@ def regression_table(
         notes.append(f"{', '.join(groups)}: coefficients estimated but not shown.")
     notes.append("Δχ²: likelihood-ratio test of each model against the previous (nested) one.")
     notes.append("; ".join(f"Model {i + 1}: {s.label}" for i, s in enumerate(steps)) + ".")
+    center: Align = "c"
     return Table(
         title=title,
         columns=("", *(f"Model {i + 1}" for i in range(len(steps)))),
         rows=tuple(rows),
         notes=tuple(notes),
         rules_after=(n_coef_rows - 1,),
-        align=("l",) + ("c",) * len(steps),
+        align=("l", *(center,) * len(steps)),
     )
 
 

@@ -178,6 +178,8 @@ def spec_from_dict(raw: dict[str, Any], source: str = "<dict>") -> StudySpec:
         _keys(h, {"id", "statement", "term", "sign", "step", "test", "alpha", "published"}, where, source)
         term = str(_need(h, "term", where, source))
         step = h.get("step") or next((s.name for s in steps if term in s.terms), None)
+        if step is None:
+            raise SpecError(f"{source}: {where} ({h.get('id')}): term '{term}' is not in any step")
         if step not in names:
             raise SpecError(f"{source}: {where} ({h.get('id')}) names step '{step}', which is not defined")
         if term not in next(s for s in steps if s.name == step).terms:
