@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import load_ref, r_name
 
+from conftest import load_ref, r_name
 from smesurvival.cli import main
 from smesurvival.data.synthetic import simulate_cohort
 

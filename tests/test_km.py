@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import load_ref
 
+from conftest import load_ref
 from smesurvival.models.km import kaplan_meier
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import load_ref, r_name
 
+from conftest import load_ref, r_name
 from smesurvival.models.fit import fit
 
 MROZ = "lfp ~ k5 + k618 + age + wcyes + hcyes + lwg + inc + wcyes:inc"

@@ -5,10 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REF
 
+from conftest import REF
 from smesurvival.errors import (
-    FormulaError, RankDeficientError, SeparationError, UsageError,
+    FormulaError,
+    RankDeficientError,
+    SeparationError,
+    UsageError,
 )
 from smesurvival.models.design import build_design, parse_formula
 from smesurvival.models.fit import fit

@@ -294,6 +294,16 @@ def test_descriptives_table(result: StudyResult) -> None:
     p = d.corr_p[1, 0]
     assert t.rows[1][6].endswith("**" if p < .01 else "*" if p < .05 else "3")
     assert "p < .05" in t.notes[0]
+    assert not any("***" in c for row in t.rows for c in row)  # two levels only in Table 1
+
+
+def test_regression_table_se_beside(result: StudyResult) -> None:
+    t = regression_table(result.steps, se_position="beside")
+    f = result.steps[0].fit
+    j = f.index("log_firm_age")
+    row = next(r for r in t.rows if r[0] == label("log_firm_age"))
+    assert row[1] == f"{fmt_num(f.params[j])}{stars(f.pvalues[j])} ({f.se[j]:.3f})"
+    assert "" not in [r[0] for r in t.rows]  # no separate SE rows
 
 
 def test_flow_verdict_and_implication_tables(result: StudyResult) -> None:

@@ -82,7 +82,8 @@ def fit(
 ) -> None:
     """Fit one model and print its table (or the JSON contract of DESIGN.md with --json)."""
     from smesurvival.data.readers import read_data
-    from smesurvival.models.fit import BINARY_MODELS, fit as fit_model
+    from smesurvival.models.fit import BINARY_MODELS
+    from smesurvival.models.fit import fit as fit_model
 
     if model not in BINARY_MODELS:
         raise UsageError(

@@ -15,9 +15,15 @@ import pandas as pd
 from smesurvival.data.flow import SampleFlow
 from smesurvival.errors import ConvergenceError, FormulaError, SeparationError, UsageError
 from smesurvival.inference.vcov import (
-    VCOV_TYPES, WEIGHTS_KINDS, VcovType, WeightsKind, check_choice, cluster_codes, sandwich_vcov,
+    VCOV_TYPES,
+    WEIGHTS_KINDS,
+    VcovType,
+    WeightsKind,
+    check_choice,
+    cluster_codes,
+    sandwich_vcov,
 )
-from smesurvival.models.checks import check_rank, check_separation
+from smesurvival.models.checks import SeparationCheck, check_rank, check_separation
 from smesurvival.models.design import build_design, spec_to_dict
 from smesurvival.models.families import FAMILIES
 from smesurvival.models.glm import memory_sums, newton_glm, null_loglik, start_values
@@ -139,12 +145,12 @@ def _weights(data: pd.DataFrame, col: str | None, rows: np.ndarray) -> np.ndarra
     return w
 
 
-def _separation_message(outcome: str | None, sep: object, model: str) -> str:
-    kind = "complete" if getattr(sep, "complete") else "quasi-complete"
-    terms = ", ".join(f"'{t}'" for t in getattr(sep, "terms"))
+def _separation_message(outcome: str | None, sep: SeparationCheck, model: str) -> str:
+    kind = "complete" if sep.complete else "quasi-complete"
+    terms = ", ".join(f"'{t}'" for t in sep.terms)
     return (
         f"{kind} separation: the outcome '{outcome}' is perfectly predicted in "
-        f"{getattr(sep, 'n_rows_perfectly_predicted')} row(s) by a combination of {terms}, so "
+        f"{sep.n_rows_perfectly_predicted} row(s) by a combination of {terms}, so "
         f"the {model} maximum-likelihood estimates do not exist (they run to infinity). Drop or "
         "merge the term(s) (e.g. a rare category), or use a penalised (Firth) logit."
     )

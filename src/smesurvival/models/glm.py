@@ -73,7 +73,7 @@ def newton_glm(
     converged = False
     step_max = np.inf
     it = 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007  (it is the iteration count after the loop)
         step = _solve(cur.info, cur.grad)
         t = 1.0
         for _ in range(40):

@@ -237,7 +237,7 @@ class FitResult:
         from smesurvival.models.fit import fit
 
         return fit(
-            self.formula, data, model=self.model, vcov=vcov, cluster=cluster,
+            self.formula, data, model=self.model, vcov=vcov, cluster=cluster,  # type: ignore[arg-type]
             conf_level=self.conf_level, information=self.information,  # type: ignore[arg-type]
         )
 

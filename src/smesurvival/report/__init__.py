@@ -9,15 +9,14 @@ HTML or text, :mod:`.figures` draws (matplotlib is imported only when a figure i
 
 from __future__ import annotations
 
+from smesurvival.labels import LABELS, label
 from smesurvival.report.build import ReportFiles, write_report
 from smesurvival.report.render import render, to_html, to_markdown, to_text
 from smesurvival.report.serialize import result_to_dict
 from smesurvival.report.tables import (
-    LABELS,
     Table,
     descriptives_table,
     implications_table,
-    label,
     regression_table,
     sample_flow_table,
     verdict_table,

@@ -9,12 +9,13 @@ turn one ``Table`` into Markdown, HTML or plain text, so every output shows the 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+
+from smesurvival.labels import label, short_label
 
 if TYPE_CHECKING:
     from smesurvival.data.flow import SampleFlow
@@ -22,25 +23,9 @@ if TYPE_CHECKING:
 
 Align = Literal["l", "r", "c"]
 
-#: Long labels of the standard measures (units in parentheses); unknown names fall back to raw.
-LABELS: dict[str, str] = {
-    "export_ratio": "Export ratio (export sales / sales)",
-    "rd_intensity": "R&D intensity (R&D employees / employees)",
-    "innovativeness": "Technological innovativeness (index)",
-    "rd_alliance": "R&D alliance (1 = yes)",
-    "log_firm_age": "Firm age (log years)",
-    "log_employees": "Firm size (log employees)",
-    "exporter": "Exporter (1 = yes)",
-    "industry": "Industry",
-    "Intercept": "Constant",
-}
-
 #: Prefix of a term -> the single "Yes/No" row that stands for all its dummies.
 DEFAULT_COLLAPSE: dict[str, str] = {"C(industry)": "Industry dummies"}
 
-_WRAPPERS = ("center", "standardize", "scale")  # transforms that leave the meaning unchanged
-_FACTOR = re.compile(r"^C\((?P<var>[^,)]+)[^)]*\)\[(?:T\.)?(?P<level>.*)\]$")
-_WRAPPED = re.compile(r"^(?P<fn>\w+)\((?P<var>[\w.]+)\)$")
 DASH = "—"
 
 
@@ -153,29 +138,6 @@ def stars(p: float | None, dagger: bool = True) -> str:
 
 def fmt_ci(lo: float | None, hi: float | None, digits: int = 3) -> str:
     return f"[{fmt_num(lo, digits)}, {fmt_num(hi, digits)}]"
-
-
-# ---- labels -------------------------------------------------------------------------------------
-def label(name: str, labels: Mapping[str, str] | None = None) -> str:
-    """Long label of a variable or term (``Constant`` for the intercept; raw name if unknown)."""
-    lab = {**LABELS, **(labels or {})}
-    if ":" in name:
-        return " × ".join(short_label(p, labels) for p in name.split(":"))
-    if name in lab:
-        return lab[name]
-    m = _FACTOR.match(name)
-    if m:
-        return f"{short_label(m['var'].strip(), labels)}: {m['level']}"
-    m = _WRAPPED.match(name)
-    if m and m["fn"] in _WRAPPERS:
-        return label(m["var"], labels)
-    return name
-
-
-def short_label(name: str, labels: Mapping[str, str] | None = None) -> str:
-    """The label without its parenthesised unit: ``Export ratio``, ``R&D intensity``."""
-    full = label(name, labels) if ":" not in name else name
-    return re.sub(r"\s*\([^()]*\)\s*$", "", full) or full
 
 
 def lower_first(text: str) -> str:

@@ -19,12 +19,20 @@ from scipy import stats
 
 from smesurvival.data.flow import SampleFlow
 from smesurvival.errors import SpecError
+from smesurvival.labels import label, short_label
 from smesurvival.models.design import drop_missing, parse_formula
 from smesurvival.models.fit import fit
 from smesurvival.models.km import kaplan_meier
 from smesurvival.study.result import (
-    Descriptives, GroupSurvival, Implication, InteractionCurves, LRTest, ModelStep, Prediction,
-    Provenance, StudyResult,
+    Descriptives,
+    GroupSurvival,
+    Implication,
+    InteractionCurves,
+    LRTest,
+    ModelStep,
+    Prediction,
+    Provenance,
+    StudyResult,
 )
 from smesurvival.study.spec import StudySpec, load_spec
 from smesurvival.study.verdicts import judge
@@ -63,7 +71,7 @@ def run_study(
     report = validate_firms(frame, columns, source=prov.source)
     report.raise_if_errors()
     say("building measures")
-    options = MeasureOptions(window_years=spec.window_years, **spec.measures)
+    options = MeasureOptions(window_years=spec.window_years, **spec.measures)  # type: ignore[arg-type]
     mf = build_measures(frame, columns, options, SampleFlow(len(frame)))
     analysis, flow = _analysis_sample(spec, mf.frame, mf.flow)
     centering = {v: float(analysis[v].mean()) for v in spec.center}
@@ -162,7 +170,6 @@ def _numeric_controls(spec: StudySpec) -> list[str]:
 
 
 def _descriptives(spec: StudySpec, a: pd.DataFrame) -> Descriptives:
-    from smesurvival.labels import label_for
 
     variables = [spec.outcome, *spec.main_variables(), *_numeric_controls(spec)]
     variables = [v for v in dict.fromkeys(variables) if v in a.columns]
@@ -174,7 +181,7 @@ def _descriptives(spec: StudySpec, a: pd.DataFrame) -> Descriptives:
     p = 2 * stats.t.sf(np.abs(t), m.shape[0] - 2)
     np.fill_diagonal(p, 0.0)
     return Descriptives(
-        tuple(variables), tuple(label_for(v) for v in variables), n, m.mean(axis=0),
+        tuple(variables), tuple(label(v) for v in variables), n, m.mean(axis=0),
         m.std(axis=0, ddof=1), m.min(axis=0), m.max(axis=0), corr, p,
     )
 
@@ -227,15 +234,17 @@ def _curves(
 
 
 def _resolve(value: float | str, a: pd.DataFrame, var: str) -> tuple[float, str]:
+    name = short_label(var)
     if not isinstance(value, str):
-        return float(value), f"{var} = {float(value):g}"
+        return float(value), f"{name} = {float(value):g}"
     mean, sd = float(a[var].mean()), float(a[var].std(ddof=1))
     table = {"mean": mean, "mean-1sd": mean - sd, "mean+1sd": mean + sd,
              "p25": float(a[var].quantile(0.25)), "p75": float(a[var].quantile(0.75)),
              "median": float(a[var].median())}
     if value not in table:
         raise SpecError(f"implication value '{value}' for {var}: use a number or one of {', '.join(table)}")
-    return table[value], f"{var} at {value.replace('sd', ' SD')} ({table[value]:.3g})"
+    shown = value.replace("-1sd", " − 1 SD").replace("+1sd", " + 1 SD")
+    return table[value], f"{name} at the {shown} ({table[value]:.3g})"
 
 
 def _implication(
@@ -251,7 +260,7 @@ def _implication(
         shown = {k: (float(v) if isinstance(v, int | float | np.floating) else v) for k, v in {**profile, **vary}.items()}
         preds.append(Prediction(desc, shown, float(p["estimate"]), float(p["conf_low"]), float(p["conf_high"])))
     lo, hi = preds
-    at = "".join(f", {k} = {v:g}" for k, v in imp.at.items())
+    at = "".join(f" with {short_label(k).lower()} = {v:g}" for k, v in imp.at.items())
     text = (
         f"For a typical firm{at}, the predicted probability of surviving {spec.window_years} years is "
         f"{lo.probability:.1%} (95% CI {lo.conf_low:.1%} to {lo.conf_high:.1%}) with {lo.label}, and "
