@@ -103,10 +103,10 @@ class CohortParams:
     alliance_rd_logit: float = 0.10
     alliance_innovation_logit: float = 0.20
     # failure hazard, per SD of each measure (TERMS order)
-    failure_coefs: tuple[float, ...] = (-0.25, -0.30, -0.30, 0.0, 0.0, -0.20, -0.21, 0.0, 0.0)
+    failure_coefs: tuple[float, ...] = (-0.25, -0.30, -0.30, 0.0, 0.0, -0.28, -0.35, 0.0, 0.0)
     # acquisition hazard: per SD of rd_intensity, innovativeness, log_employees
-    acquisition_rd: float = 0.25
-    acquisition_innovation: float = 0.25
+    acquisition_rd: float = 0.10
+    acquisition_innovation: float = 0.15
     acquisition_size: float = 0.0
     # baseline: 5-year all-cause survival, exit-type shares, relative yearly hazard shape
     survival_5y: float = 0.85
