@@ -79,7 +79,7 @@ def test_descriptives_and_correlations(result) -> None:
 
 
 def test_implications_have_cis_around_predictions(result) -> None:
-    assert len(result.implications) == 3
+    assert len(result.implications) == 4
     for imp in result.implications:
         for p in (imp.low, imp.high):
             assert 0 < p.conf_low < p.probability < p.conf_high < 1

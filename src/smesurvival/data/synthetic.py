@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -85,12 +85,14 @@ class CohortParams:
     corr_size_rd: float = -0.20
     rd_spend_share: float = 0.04
     rd_spend_log_sd: float = 0.6
+    rd_spend_rd_loading: float = 0.3
     # innovation outputs
     corr_rd_innovation: float = 0.10
     corr_size_innovation: float = 0.20
     patents_mean: float = 1.2
     new_products_mean: float = 2.0
     count_dispersion: float = 0.7
+    innovation_loadings: tuple[float, float, float] = (0.8, 0.6, 1.0)
     certified_share: float = 0.45
     # exporting: R&D -> export path
     exporter_share: float = 0.50
@@ -122,9 +124,8 @@ class CohortParams:
         def bad(name: str, why: str) -> None:
             raise UsageError(f"CohortParams.{name} = {getattr(self, name)!r}: {why}")
 
-        for name in ("lost_to_follow_up",):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                bad(name, "must be in [0, 1)")
+        if not 0.0 <= self.lost_to_follow_up < 1.0:
+            bad("lost_to_follow_up", "must be in [0, 1)")
         for name in ("exporter_share", "alliance_share", "certified_share", "survival_5y",
                      "rd_spend_share", "employees_mix_weight"):
             if not 0.0 < getattr(self, name) < 1.0:
@@ -161,6 +162,8 @@ class CohortParams:
             bad("baseline_shape", "need one positive multiplier per follow-up year")
         if len(self.class_weights) != 5 or min(self.class_weights) <= 0:
             bad("class_weights", "need 5 positive survey weights (5-9, 10-19, 20-49, 50-99, 100-299)")
+        if len(self.innovation_loadings) != 3 or min(self.innovation_loadings) < 0:
+            bad("innovation_loadings", "need 3 non-negative loadings (patents, new products, certified)")
         if min(self.export_beta) <= 0 or len(self.export_beta) != 2:
             bad("export_beta", "need two positive Beta shape parameters")
         if (min(self.employees_medians) < 1 or min(self.employees_log_sds) <= 0
@@ -281,8 +284,9 @@ def _draw(n: int, rng: np.random.Generator, p: CohortParams, consts: dict[str, f
         "rd_intensity": _z(c["rd_employees"] / emp, "rd_intensity", consts, fit),
     }
     z_rd, z_le = zs["rd_intensity"], zs["log_employees"]
-    spend = p.rd_spend_share * np.exp(0.3 * z_rd + p.rd_spend_log_sd * rng.standard_normal(n)
-                                      - (0.09 + p.rd_spend_log_sd**2) / 2)
+    g = p.rd_spend_rd_loading
+    spend = p.rd_spend_share * np.exp(g * z_rd + p.rd_spend_log_sd * rng.standard_normal(n)
+                                      - (g * g + p.rd_spend_log_sd**2) / 2)
     c["rd_expenditure"] = np.maximum(np.round(c["sales"] * spend, 1), 0.1)
     # export participation and export ratio (R&D -> export path)
     lin_x = p.export_rd_logit * z_rd + p.export_size_logit * z_le
@@ -299,14 +303,16 @@ def _draw(n: int, rng: np.random.Generator, p: CohortParams, consts: dict[str, f
     # innovation outputs from a latent innovativeness linked to R&D and size
     a, b = p.corr_rd_innovation, p.corr_size_innovation
     lat_in = a * z_rd + b * z_le + np.sqrt(1 - a * a - b * b) * rng.standard_normal(n)
-    k = p.count_dispersion
-    frailty = rng.gamma(k, 1.0 / k, size=(2, n))
-    c["patents"] = rng.poisson(p.patents_mean * np.exp(0.8 * lat_in - 0.32) * frailty[0])
-    c["new_products"] = rng.poisson(p.new_products_mean * np.exp(0.6 * lat_in - 0.18) * frailty[1])
+    k, (l_pat, l_new, l_cert) = p.count_dispersion, p.innovation_loadings
+    frailty = rng.gamma(k, 1.0 / k, size=(2, n))  # gamma-Poisson (negative binomial) counts
+    c["patents"] = rng.poisson(p.patents_mean * np.exp(l_pat * lat_in - l_pat**2 / 2) * frailty[0])
+    c["new_products"] = rng.poisson(
+        p.new_products_mean * np.exp(l_new * lat_in - l_new**2 / 2) * frailty[1])
     if fit:
-        consts["intercept.certified"] = _intercept(lat_in, p.certified_share)
-    c["certified_tech"] = (rng.random(n) < special.expit(consts["intercept.certified"] + lat_in)
-                           ).astype(np.int64)
+        consts["intercept.certified"] = _intercept(l_cert * lat_in, p.certified_share)
+    c["certified_tech"] = (
+        rng.random(n) < special.expit(consts["intercept.certified"] + l_cert * lat_in)
+    ).astype(np.int64)
     items = [_z(np.log1p(c[name].astype(float)), "item." + name, consts, fit)
              for name in ("patents", "new_products", "certified_tech")]
     zs["innovativeness"] = _z((items[0] + items[1] + items[2]) / 3, "innovativeness", consts, fit)
@@ -336,8 +342,8 @@ def _risk_scores(c: dict[str, Any], p: CohortParams) -> tuple[FloatArray, FloatA
 
 @dataclass(frozen=True)
 class _Calibration:
-    consts: dict[str, float] = field(default_factory=dict)
-    rates: tuple[float, float, float] = (0.0, 0.0, 0.0)  # mean annual hazards at eta = 0
+    consts: dict[str, float]  # population means/SDs and the solved intercepts
+    rates: tuple[float, float, float]  # mean annual cause-specific hazards at eta = 0
 
 
 @lru_cache(maxsize=8)
@@ -346,7 +352,7 @@ def _calibrate(p: CohortParams) -> _Calibration:
     consts: dict[str, float] = {}
     c = _draw(p.calibration_n, np.random.default_rng(p.calibration_seed), p, consts, fit=True)
     rf, ra = _risk_scores(c, p)
-    years, share = float(p.follow_up_years), np.asarray(p.exit_shares)
+    years, share = float(sum(p.baseline_shape)), np.asarray(p.exit_shares)  # cumulative shape
     rates = share * -np.log(p.survival_5y) / years
     for _ in range(200):
         total = rates[0] * rf + rates[1] * ra + rates[2]

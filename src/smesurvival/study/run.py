@@ -235,6 +235,7 @@ def _curves(
 
 def _resolve(value: float | str, a: pd.DataFrame, var: str) -> tuple[float, str]:
     name = short_label(var)
+    name = name if name[:2].isupper() else name[:1].lower() + name[1:]  # keep "R&D"
     if not isinstance(value, str):
         return float(value), f"{name} = {float(value):g}"
     mean, sd = float(a[var].mean()), float(a[var].std(ddof=1))
@@ -260,7 +261,7 @@ def _implication(
         shown = {k: (float(v) if isinstance(v, int | float | np.floating) else v) for k, v in {**profile, **vary}.items()}
         preds.append(Prediction(desc, shown, float(p["estimate"]), float(p["conf_low"]), float(p["conf_high"])))
     lo, hi = preds
-    at = "".join(f" with {short_label(k).lower()} = {v:g}" for k, v in imp.at.items())
+    at = "".join(f" with {_resolve(v, a, k)[1]}" for k, v in imp.at.items())
     text = (
         f"For a typical firm{at}, the predicted probability of surviving {spec.window_years} years is "
         f"{lo.probability:.1%} (95% CI {lo.conf_low:.1%} to {lo.conf_high:.1%}) with {lo.label}, and "
