@@ -50,7 +50,20 @@ def test_fit_json_contract(mroz_csv: Path, capsys: pytest.CaptureFixture[str]) -
     ref = load_ref("logit_interaction")
     for t, b in d["params"].items():
         assert b == pytest.approx(ref["coefficients"]["estimate"][r_name(t)], rel=1e-6)
+        assert d["bse"][t] == pytest.approx(ref["coefficients"]["se"][r_name(t)], rel=1e-6)
+    assert d["loglik"] == pytest.approx(ref["loglik"], rel=1e-8)
+    assert d["llnull"] == pytest.approx(ref["loglik_null"], rel=1e-8)
     assert d["engine"] == "memory" and d["n_obs"] == 753 and d["dropped"] == {}
+
+
+def test_fit_robust_json_matches_r(mroz_csv: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ref = load_ref("logit_interaction")["coefficients"]["se_HC1"]
+    code, out, _ = run(["fit", str(mroz_csv), "--formula",
+                        "lfp ~ k5 + k618 + age + wcyes + hcyes + lwg + inc + wcyes:inc",
+                        "--vcov", "hc1", "--json", "-"], capsys)
+    assert code == 0
+    for t, s in json.loads(out)["bse"].items():
+        assert s == pytest.approx(ref[r_name(t)], rel=1e-6)
 
 
 def test_fit_right_hand_side_with_event_and_cluster(mroz_csv: Path, capsys) -> None:

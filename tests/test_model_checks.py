@@ -123,3 +123,10 @@ def test_options_list_valid_choices(mroz: pd.DataFrame) -> None:
         fit("lfp ~ k5", mroz, vcov="cluster")
     with pytest.raises(UsageError, match="survey weights need a robust"):
         fit("lfp ~ k5", mroz.assign(w=1.0), weights="w", weights_kind="survey")
+
+
+def test_non_convergence_is_reported(mroz: pd.DataFrame) -> None:
+    from smesurvival.errors import ConvergenceError
+
+    with pytest.raises(ConvergenceError, match="did not converge in 1 iterations"):
+        fit("lfp ~ k5 + age + inc", mroz, model="cloglog", max_iter=1)

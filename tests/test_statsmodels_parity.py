@@ -138,3 +138,17 @@ def test_predict_matches_statsmodels(binary_data: pd.DataFrame) -> None:
     link = r.predict(new, type="link", se_fit=True)
     se = np.sqrt(np.einsum("ij,jk,ik->i", _X(new), ref.cov_params(), _X(new)))
     _close(link["std_error"].to_numpy(), se, 1e-7)
+
+
+def test_results_round_trip_through_json_and_still_predict(binary_data: pd.DataFrame) -> None:
+    import json
+
+    from smesurvival.models.result import FitResult
+
+    r = fit("y ~ center(x) * z + C(g)", binary_data, vcov="hc1")
+    back = FitResult.from_dict(json.loads(json.dumps(r.to_dict())))
+    _close(back.params, r.params, 1e-15)
+    _close(back.vcov, r.vcov, 1e-15)
+    assert back.terms == r.terms and back.flow == r.flow
+    new = binary_data.iloc[:7]
+    _close(back.predict(new, se_fit=True).to_numpy(), r.predict(new, se_fit=True).to_numpy(), 1e-12)

@@ -58,8 +58,8 @@ def run_study(
     *,
     progress: Progress | None = None,
 ) -> StudyResult:
-    """Run a study on firm data (a DataFrame, a file path) or, with ``data=None``, on the
-    built-in synthetic cohort; return the immutable result."""
+    """Run a study on firm data (a DataFrame or a file path); with ``data=None``, on the spec's
+    ``[data]`` source if it names one, else on the built-in synthetic cohort."""
     say = progress or (lambda _msg: None)
     spec = spec if isinstance(spec, StudySpec) else load_spec(spec)
     say("reading data")
@@ -98,7 +98,17 @@ def run_study(
 
 def _load(spec: StudySpec, data: pd.DataFrame | str | Path | None) -> tuple[pd.DataFrame, Provenance]:
     from smesurvival import __version__
+    from smesurvival.data import LoadedData, read_data, read_sql
 
+    def observed(loaded: LoadedData) -> tuple[pd.DataFrame, Provenance]:
+        src = loaded.source
+        return loaded.frame, Provenance(src.path, src.sha256, src.n_rows, False,
+                                        smesurvival_version=__version__)
+
+    if data is None and spec.data_sql:
+        return observed(read_sql(spec.data_sql, spec.data_path))
+    if data is None and spec.data_path:
+        return observed(read_data(spec.data_path))
     if data is None:
         from smesurvival.data.synthetic import simulate_cohort
 
@@ -110,13 +120,7 @@ def _load(spec: StudySpec, data: pd.DataFrame | str | Path | None) -> tuple[pd.D
     if isinstance(data, pd.DataFrame):
         return data, Provenance("<DataFrame>", _frame_hash(data), len(data), False,
                                 smesurvival_version=__version__)
-    from smesurvival.data import read_data
-
-    loaded = read_data(data)
-    return loaded.frame, Provenance(
-        loaded.source.path, loaded.source.sha256, loaded.source.n_rows, False,
-        smesurvival_version=__version__,
-    )
+    return observed(read_data(data))
 
 
 def _frame_hash(df: pd.DataFrame) -> str:

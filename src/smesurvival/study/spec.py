@@ -85,6 +85,8 @@ class StudySpec:
     synthetic_n: int = 1612
     synthetic_seed: int = 2012
     source: str = "<dict>"
+    data_path: str | None = None  # [data] path, resolved against the spec file's folder
+    data_sql: str | None = None  # [data] sql, a DuckDB query (on data_path if it is a database)
 
     def step(self, name: str) -> Step:
         for s in self.steps:
@@ -130,7 +132,7 @@ def load_spec(name_or_path: str | Path) -> StudySpec:
     return spec_from_dict(raw, source)
 
 
-_TOP = {"study", "columns", "measures", "outcome", "model", "steps", "hypotheses", "tests",
+_TOP = {"study", "data", "columns", "measures", "outcome", "model", "steps", "hypotheses", "tests",
         "figures", "implications", "synthetic"}
 
 
@@ -213,6 +215,10 @@ def spec_from_dict(raw: dict[str, Any], source: str = "<dict>") -> StudySpec:
             {str(k): float(v) for k, v in m.get("at", {}).items()},
         ))
     syn = _keys(raw.get("synthetic", {}), {"n", "seed"}, "synthetic", source)
+    dat = _keys(raw.get("data", {}), {"path", "sql"}, "data", source)
+    data_path = dat.get("path")
+    if data_path is not None and not Path(str(data_path)).is_absolute() and Path(source).exists():
+        data_path = str(Path(source).parent / str(data_path))
     window = int(out.get("window_years", 5))
     if window < 1:
         raise SpecError(f"{source}: outcome.window_years must be at least 1")
@@ -230,7 +236,7 @@ def spec_from_dict(raw: dict[str, Any], source: str = "<dict>") -> StudySpec:
         steps=steps, hypotheses=tuple(hyps), interaction_figure=inter,
         survival_by=tuple(figs.get("survival_by", ())), implications=tuple(imps),
         synthetic_n=int(syn.get("n", 1612)), synthetic_seed=int(syn.get("seed", 2012)),
-        source=source,
+        source=source, data_path=data_path, data_sql=dat.get("sql"),
     )
 
 
