@@ -184,11 +184,14 @@ def _run_and_write(spec: str, data: str | None, out_dir: str) -> None:
         err.print("[bold yellow]SYNTHETIC DATA[/]: " + result.provenance.source)
     from rich.table import Table
 
-    t = Table(title="Hypotheses", title_justify="left")
+    from smesurvival.labels import label
+
+    t = Table(title="Hypotheses (p as the spec states: one- or two-sided)", title_justify="left")
     for c in ("", "term", "estimate", "p", "verdict", "2012 study"):
-        t.add_column(c)
+        t.add_column(c, overflow="fold")
     for v in result.verdicts:
-        t.add_row(v.hypothesis, v.term, f"{v.estimate:.3f}", f"{v.p_value:.3f}",
+        p = "<.001" if v.p_value < 0.001 else f"{v.p_value:.3f}"
+        t.add_row(v.hypothesis, label(v.term).split(" (")[0], f"{v.estimate:.3f}", p,
                   "supported" if v.supported else "not supported", v.published or "")
     out.print(t)
     out.print(f"report: {Path(out_dir) / 'report.html'} (also report.md, results.json, figures/)")
