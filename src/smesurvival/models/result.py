@@ -48,9 +48,21 @@ class Diagnostics:
         )
 
 
+#: Models whose exponentiated coefficients are ratios (odds ratio, hazard ratio, subdistribution HR).
+RATIO_MODELS = ("logit", "firth", "cox", "finegray")
+#: Binary-outcome models and the link their predictions use.
+LINKS = {"logit": "logit", "probit": "probit", "cloglog": "cloglog", "firth": "logit"}
+
+
 @dataclass(frozen=True)
 class FitResult:
-    """A fitted binary-outcome model (logit, probit, cloglog) and its inference."""
+    """A fitted model and its inference: one protocol for every estimator.
+
+    Binary models (logit, probit, cloglog, firth; discrete-time hazards are binary models on
+    person-period rows) predict probabilities; survival models (cox, finegray) keep what they
+    need to predict in ``baseline``; model-specific statistics (concordance, score test, ties,
+    strata, events per cause, ...) live in ``extra`` as JSON-safe values.
+    """
 
     model: str
     formula: str
@@ -75,6 +87,9 @@ class FitResult:
     engine: str = "memory"
     diagnostics: Diagnostics = field(default_factory=Diagnostics)
     design_spec: dict[str, Any] | None = None  # JSON-safe formulaic state, for predict()
+    extra: dict[str, Any] = field(default_factory=dict)  # model-specific, JSON-safe
+    baseline: dict[str, Any] | None = None  # survival models: baseline cumulative hazard
+    link: str | None = None  # binary models: the link of predict(); None -> LINKS[model]
     _spec: Any = field(default=None, repr=False, compare=False)  # live formulaic ModelSpec
 
     # ---- coefficients -------------------------------------------------------------------
@@ -133,7 +148,7 @@ class FitResult:
                 "conf_high": ci["conf_high"].to_numpy(),
             }
         )
-        if self.model == "logit" or exponentiate:
+        if self.model in RATIO_MODELS or exponentiate:
             df["exp_estimate"] = np.exp(self.params)
         return df
 
@@ -212,9 +227,15 @@ class FitResult:
             raise UsageError(f"type must be 'response' or 'link'; got '{type}'")
         from smesurvival.models.families import FAMILIES
 
+        link = self.link or LINKS.get(self.model)
+        if link is None:
+            raise UsageError(
+                f"predict() of a {self.model} model: use the model's own prediction functions "
+                "(e.g. survival curves), not type='response'"
+            )
         X = self.design_matrix(newdata)
         eta = X @ self.params
-        fam = FAMILIES[self.model]
+        fam = FAMILIES[link]
         out = pd.DataFrame({"estimate": fam.mean(eta) if type == "response" else eta})
         if se_fit:
             lvl = self.conf_level if conf_level is None else conf_level
@@ -284,6 +305,9 @@ class FitResult:
             "sample_flow": self.flow.to_dict(),
             "diagnostics": self.diagnostics.to_dict(),
             "design_spec": self.design_spec,
+            "extra": self.extra,
+            "baseline": self.baseline,
+            "link": self.link,
         }
 
     @classmethod
@@ -301,5 +325,6 @@ class FitResult:
             sum_weights=d.get("sum_weights"), n_clusters=d.get("n_clusters"),
             cluster_var=d.get("cluster"), engine=d.get("engine", "memory"),
             diagnostics=Diagnostics.from_dict(d.get("diagnostics", {})),
-            design_spec=d.get("design_spec"),
+            design_spec=d.get("design_spec"), extra=dict(d.get("extra") or {}),
+            baseline=d.get("baseline"), link=d.get("link"),
         )
