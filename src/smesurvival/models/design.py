@@ -190,13 +190,13 @@ def _as_binary_or_numeric(col: pd.Series, name: str) -> np.ndarray:
     return y
 
 
-def encode_new(spec: ModelSpec, newdata: pd.DataFrame) -> np.ndarray:
+def encode_new(spec: ModelSpec, newdata: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     """Encode new rows exactly as the fit was encoded (same levels, same transform state)."""
     try:
         mm = spec.get_model_matrix(newdata, context=dict(ALLOWED_FUNCTIONS), na_action="raise")
     except Exception as e:
         raise FormulaError(f"new data could not be encoded with the fitted formula: {e}") from None
-    return np.asarray(mm.to_numpy(dtype=float), dtype=float)
+    return np.asarray(mm.to_numpy(dtype=float), dtype=float), [str(c) for c in mm.columns]
 
 
 def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:

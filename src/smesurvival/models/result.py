@@ -209,13 +209,16 @@ class FitResult:
         """Encode new rows exactly as the fit did (same levels and transform state)."""
         from smesurvival.models.design import encode_new
 
-        X = encode_new(self._model_spec(), newdata)
-        if X.shape[1] != self.k:
+        X, names = encode_new(self._model_spec(), newdata)
+        try:
+            cols = [names.index(t) for t in self.terms]
+        except ValueError:
+            missing = sorted(set(self.terms) - set(names))
             raise UsageError(
-                f"new data encode to {X.shape[1]} columns but the model has {self.k}: a category "
-                "level or a column is missing"
-            )
-        return X
+                f"new data do not encode to the model's terms (missing: {', '.join(missing)}): "
+                "a category level or a column is missing"
+            ) from None
+        return X[:, cols]
 
     def predict(
         self, newdata: pd.DataFrame, type: PredictType = "response", se_fit: bool = False,

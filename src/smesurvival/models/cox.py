@@ -1,0 +1,219 @@
+"""Cox proportional hazards: ``fit_cox`` -> FitResult (model "cox").
+
+Newton–Raphson on the partial likelihood (Efron or Breslow ties) with the matrix-product
+kernel of :mod:`cox_kernel`; strata, case weights, counting-process (start, stop] data;
+classical, robust (Lin–Wei, R's ``robust = TRUE``) and clustered variances; concordance,
+likelihood-ratio / Wald / score tests and the baseline cumulative hazard for prediction.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, get_args
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from smesurvival.data.flow import SampleFlow
+from smesurvival.errors import ConvergenceError, DataValidationError, UsageError
+from smesurvival.inference.vcov import check_choice, cluster_codes
+from smesurvival.models.checks import check_rank
+from smesurvival.models.cox_kernel import (
+    RiskSets,
+    Ties,
+    build_risk_sets,
+    cox_partial_sums,
+    cox_score_residuals,
+    cox_state,
+)
+from smesurvival.models.design import build_design, spec_to_dict
+from smesurvival.models.glm import newton_glm
+from smesurvival.models.kernels import GLMSums
+from smesurvival.models.result import Diagnostics, FitResult
+from smesurvival.models.survdata import check_durations, event_indicator, numeric_column
+
+CoxVcov = Literal["classical", "hc0", "cluster"]
+COX_VCOV: tuple[str, ...] = get_args(CoxVcov)
+TIES: tuple[str, ...] = get_args(Ties)
+
+
+def fit_cox(
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    duration: str,
+    event: str,
+    entry: str | None = None,
+    strata: str | None = None,
+    weights: str | None = None,
+    ties: Ties = "efron",
+    vcov: CoxVcov = "classical",
+    cluster: str | None = None,
+    conf_level: float = 0.95,
+    concordance: bool = True,
+    tol: float = 1e-12,
+    max_iter: int = 100,
+    flow: SampleFlow | None = None,
+) -> FitResult:
+    """Fit h(t | x) = h0_s(t) exp(x'b) by maximum partial likelihood.
+
+    ``formula`` is the right-hand side (``"export_ratio * rd_intensity + C(industry)"``; an
+    outcome on the left is ignored in favour of ``duration``/``event``). ``entry`` gives
+    counting-process start times (left truncation, time-varying covariates); ``strata`` a
+    column with a separate baseline hazard per level; ``weights`` case weights.
+    ``vcov="hc0"`` is the per-row Lin–Wei sandwich (R's ``coxph(..., robust = TRUE)``) and
+    ``"cluster"`` its clustered form (R's ``cluster()``), both without small-sample factors.
+    """
+    check_choice(ties, TIES, "ties")
+    check_choice(vcov, COX_VCOV, "vcov (Cox)")
+    if vcov == "cluster" and cluster is None:
+        raise UsageError("vcov 'cluster' needs a cluster column (cluster=... / --cluster COLUMN)")
+    if not 0.0 < conf_level < 1.0:
+        raise UsageError(f"conf_level must be between 0 and 1; got {conf_level}")
+    rhs = formula.split("~", 1)[1] if "~" in formula else formula
+    extra_cols = tuple(c for c in (duration, event, entry, strata, weights, cluster) if c)
+    for c in extra_cols:
+        if c not in data.columns:
+            raise UsageError(f"column '{c}' is not in the data; columns are: {', '.join(map(str, data.columns))}")
+    design = build_design(f"1 + {rhs.strip()}", data, flow, extra_variables=extra_cols)
+    keep = [j for j, t in enumerate(design.terms) if t != "Intercept"]
+    terms = tuple(design.terms[j] for j in keep)
+    if not terms:
+        raise UsageError("the Cox model needs at least one covariate")
+    X = np.ascontiguousarray(design.X[:, keep])
+    rows = design.rows
+    time = numeric_column(data, duration, "duration", rows)
+    ev = event_indicator(numeric_column(data, event, "event", rows), event, rows)
+    start = numeric_column(data, entry, "entry", rows) if entry else None
+    check_durations(time, duration, rows, start, entry)
+    w = numeric_column(data, weights, "weights", rows) if weights else None
+    if w is not None and ((w < 0).any() or not np.isfinite(w).all()):
+        raise DataValidationError(f"weights column '{weights}' has negative or infinite values")
+    st = data[strata].to_numpy()[rows] if strata else None
+    if ev.sum() == 0:
+        raise DataValidationError(f"column '{event}': every row is censored (no events), so a Cox model cannot be fitted")
+    _check_within_strata(X, terms, st, w)
+    rs = build_risk_sets(time, ev, entry=start, strata=st, weights=w, ties=ties)
+    p = X.shape[1]
+
+    def sums(beta: np.ndarray, _info: str) -> GLMSums:
+        s = cox_partial_sums(rs, X, beta)
+        return GLMSums(s.grad, s.info, s.loglik, float(rs.weights.sum()), rs.n)
+
+    est = newton_glm(sums, np.zeros(p), tol=tol, max_iter=max_iter)
+    if not est.converged or not np.all(np.isfinite(est.params)):
+        raise ConvergenceError(
+            f"the Cox fit did not converge in {est.iterations} iterations (last step "
+            f"{est.max_abs_step:.3g}); a covariate may perfectly predict the event order "
+            "(monotone likelihood): check for a level in which every firm, or none, exits"
+        )
+    bread = np.linalg.inv(est.info)
+    bread = (bread + bread.T) / 2.0
+    V = bread
+    cl = data[cluster].to_numpy()[rows] if cluster else None
+    n_clusters = None
+    if vcov != "classical":
+        L = cox_score_residuals(rs, X, est.params) * rs.weights[:, None]
+        if vcov == "cluster":
+            codes, n_clusters = cluster_codes(cl)  # type: ignore[arg-type]
+            L = np.column_stack([np.bincount(codes, weights=L[:, j], minlength=n_clusters) for j in range(p)])
+        V = bread @ (L.T @ L) @ bread
+    ll0 = cox_state(rs, X, np.zeros(p)).loglik
+    s0 = cox_partial_sums(rs, X, np.zeros(p))
+    score = float(s0.grad @ np.linalg.solve(s0.info, s0.grad))
+    wald = float(est.params @ np.linalg.solve(V, est.params))
+    baseline = _baseline(rs, X, est.params, terms)
+    if concordance:
+        from smesurvival.inference.cox_tests import concordance as harrell_c
+
+        cc = harrell_c(time, ev, X @ est.params, st, w)
+        conc: dict[str, float] | None = {
+            "c_index": cc.c_index, "concordant": cc.concordant, "discordant": cc.discordant,
+            "tied_x": cc.tied_x, "tied_y": cc.tied_y,
+        }
+    else:
+        conc = None
+    extra = {
+        "ties": ties, "weights": weights, "n_strata": int(np.unique(st).size) if st is not None else 1,
+        "strata": strata, "entry": entry, "duration": duration, "event": event,
+        "score_test": {"chisq": score, "df": p, "p_value": float(stats.chi2.sf(score, p))},
+        "wald_test": {"chisq": wald, "df": p, "p_value": float(stats.chi2.sf(wald, p))},
+        "concordance": conc,
+        "means": dict(zip(terms, map(float, np.average(X, axis=0, weights=rs.weights)), strict=True)),
+    }
+    return FitResult(
+        model="cox", formula=rhs.strip(), terms=terms, params=est.params, vcov=V,
+        vcov_type=vcov, nobs=int(rs.n), n_events=float((rs.weights * rs.event).sum()),
+        loglik=est.loglik, llnull=ll0, converged=est.converged, iterations=est.iterations,
+        has_intercept=False, flow=design.flow, conf_level=conf_level,
+        weights_kind="frequency" if w is not None else None,
+        sum_weights=float(w.sum()) if w is not None else None, n_clusters=n_clusters,
+        cluster_var=cluster, diagnostics=Diagnostics(condition_number=float(np.linalg.cond(est.info))),
+        design_spec=spec_to_dict(design.spec), extra=extra, baseline=baseline, _spec=design.spec,
+    )
+
+
+def _check_within_strata(X: np.ndarray, terms: tuple[str, ...], strata: np.ndarray | None,
+                         w: np.ndarray | None) -> None:
+    """A covariate constant within every stratum carries no information: name it."""
+    codes = np.zeros(X.shape[0], dtype=np.int64) if strata is None else np.unique(strata, return_inverse=True)[1].ravel()
+    g = int(codes.max()) + 1
+    cnt = np.bincount(codes, minlength=g)
+    centred = np.empty_like(X)
+    for j in range(X.shape[1]):
+        mean = np.bincount(codes, weights=X[:, j], minlength=g) / np.maximum(cnt, 1)
+        centred[:, j] = X[:, j] - mean[codes]
+    spread = np.abs(centred).max(axis=0) if X.shape[0] else np.zeros(X.shape[1])
+    flat = [t for t, s in zip(terms, spread, strict=True) if s <= 1e-12 * (1 + np.abs(X).max())]
+    if flat:
+        where = "within every stratum" if strata is not None else "in every row"
+        raise DataValidationError(
+            f"covariate(s) {', '.join(repr(t) for t in flat)} are constant {where}, so the Cox "
+            "model cannot estimate them; drop them (or the strata)"
+        )
+    check_rank(centred, terms, w)
+
+
+def _baseline(rs: RiskSets, X: np.ndarray, beta: np.ndarray, terms: tuple[str, ...]) -> dict[str, object]:
+    """Baseline cumulative hazard at x = 0 per stratum (Breslow, or Efron-adjusted increments)."""
+    st = cox_state(rs, X, beta)
+    inc = np.bincount(rs.pair_k, weights=rs.pair_wt / st.den, minlength=rs.n_times + 1) * math.exp(-st.shift)
+    out: dict[str, list[float]] = {}
+    for s in np.unique(rs.stratum_of_time[1:]):
+        sel = np.flatnonzero(rs.stratum_of_time == s)
+        out[str(int(s))] = [rs.times[sel].tolist(), np.cumsum(inc[sel]).tolist()]  # type: ignore[assignment]
+    return {"at": "zero covariates", "strata": out}
+
+
+def baseline_cumhaz(result: FitResult, times: np.ndarray, stratum: int = 0) -> np.ndarray:
+    """H0(t) at x = 0 as a right-continuous step function (R's ``basehaz(fit, centered=FALSE)``)."""
+    if result.baseline is None:
+        raise UsageError("this result has no baseline hazard (not a Cox model)")
+    t_k, h_k = (np.asarray(a, dtype=float) for a in result.baseline["strata"][str(stratum)])
+    i = np.searchsorted(t_k, np.asarray(times, dtype=float), side="right") - 1
+    return np.where(i >= 0, h_k[np.maximum(i, 0)], 0.0)
+
+
+def predict_survival(result: FitResult, newdata: pd.DataFrame, times: np.ndarray, stratum: int = 0) -> pd.DataFrame:
+    """S(t | x) = exp(-H0(t) exp(x'b)) for each row of ``newdata`` (rows) at ``times`` (columns)."""
+    X = result.design_matrix(newdata)
+    risk = np.exp(X @ result.params)
+    H = baseline_cumhaz(result, times, stratum)
+    return pd.DataFrame(np.exp(-np.outer(risk, H)), columns=[f"{t:g}" for t in np.asarray(times)])
+
+
+def risk_sets_for(result: FitResult, data: pd.DataFrame) -> tuple[RiskSets, np.ndarray, np.ndarray, np.ndarray]:
+    """Rebuild (risk sets, X, time, event) of a fitted Cox model from its data (same rows)."""
+    e = result.extra
+    cols = tuple(c for c in (e["duration"], e["event"], e.get("entry"), e.get("strata"), e.get("weights")) if c)
+    design = build_design(f"1 + {result.formula}", data, None, extra_variables=cols)
+    X = design.X[:, [design.terms.index(t) for t in result.terms]]
+    rows = design.rows
+    time = numeric_column(data, e["duration"], "duration", rows)
+    ev = numeric_column(data, e["event"], "event", rows)
+    start = numeric_column(data, e["entry"], "entry", rows) if e.get("entry") else None
+    w = numeric_column(data, e["weights"], "weights", rows) if e.get("weights") else None
+    st = data[e["strata"]].to_numpy()[rows] if e.get("strata") else None
+    rs = build_risk_sets(time, ev, entry=start, strata=st, weights=w, ties=e["ties"])
+    return rs, X, time, ev
