@@ -10,11 +10,24 @@ from scipy import optimize
 from smesurvival.errors import RankDeficientError
 
 
+def gram_of(X: np.ndarray, weights: np.ndarray | None = None, block: int = 65536) -> np.ndarray:
+    """X' diag(w) X in row blocks (no full-size temporary)."""
+    p = X.shape[1]
+    G = np.zeros((p, p))
+    for s in range(0, X.shape[0], block):
+        xb = X[s:s + block]
+        G += (xb if weights is None else xb * weights[s:s + block, None]).T @ xb
+    return G
+
+
 def check_rank(X: np.ndarray, terms: tuple[str, ...], weights: np.ndarray | None = None) -> None:
     """Raise RankDeficientError naming each column that is a linear combination of others."""
-    w = np.ones(X.shape[0]) if weights is None else weights
-    gram = (X * w[:, None]).T @ X
-    d = np.sqrt(np.diag(gram))
+    check_rank_gram(gram_of(X, weights), terms)
+
+
+def check_rank_gram(gram: np.ndarray, terms: tuple[str, ...]) -> None:
+    """The same check from a (weighted, possibly centred) Gram matrix."""
+    d = np.sqrt(np.maximum(np.diag(gram), 0.0))
     zero = np.flatnonzero(d <= 1e-12 * max(1.0, float(d.max(initial=0.0))))
     if zero.size:
         names = ", ".join(f"'{terms[j]}'" for j in zero)

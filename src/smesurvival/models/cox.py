@@ -18,14 +18,15 @@ from scipy import stats
 from smesurvival.data.flow import SampleFlow
 from smesurvival.errors import ConvergenceError, DataValidationError, UsageError
 from smesurvival.inference.vcov import check_choice, cluster_codes
-from smesurvival.models.checks import check_rank
+from smesurvival.models.checks import check_rank_gram, gram_of
 from smesurvival.models.cox_kernel import (
+    CoxState,
+    CoxSums,
     RiskSets,
     Ties,
     build_risk_sets,
     cox_partial_sums,
     cox_score_residuals,
-    cox_state,
 )
 from smesurvival.models.design import build_design, spec_to_dict
 from smesurvival.models.glm import newton_glm
@@ -81,7 +82,7 @@ def fit_cox(
     terms = tuple(design.terms[j] for j in keep)
     if not terms:
         raise UsageError("the Cox model needs at least one covariate")
-    X = np.ascontiguousarray(design.X[:, keep])
+    X = np.asfortranarray(design.X[:, keep])  # column-major: the kernel sums per column
     rows = design.rows
     time = numeric_column(data, duration, "duration", rows)
     ev = event_indicator(numeric_column(data, event, "event", rows), event, rows)
@@ -97,11 +98,18 @@ def fit_cox(
     rs = build_risk_sets(time, ev, entry=start, strata=st, weights=w, ties=ties)
     p = X.shape[1]
 
+    seen: dict[bytes, CoxSums] = {}
+    Xd = np.asfortranarray(X[rs.death_rows])
+
     def sums(beta: np.ndarray, _info: str) -> GLMSums:
-        s = cox_partial_sums(rs, X, beta)
+        s = cox_partial_sums(rs, X, beta, Xd)
+        seen[beta.tobytes()] = s  # keep the null and final states: no recomputation below
         return GLMSums(s.grad, s.info, s.loglik, float(rs.weights.sum()), rs.n)
 
     est = newton_glm(sums, np.zeros(p), tol=tol, max_iter=max_iter)
+    s0 = seen[np.zeros(p).tobytes()]
+    final = seen.get(est.params.tobytes()) or cox_partial_sums(rs, X, est.params)
+    seen.clear()
     if not est.converged or not np.all(np.isfinite(est.params)):
         raise ConvergenceError(
             f"the Cox fit did not converge in {est.iterations} iterations (last step "
@@ -119,11 +127,10 @@ def fit_cox(
             codes, n_clusters = cluster_codes(cl)  # type: ignore[arg-type]
             L = np.column_stack([np.bincount(codes, weights=L[:, j], minlength=n_clusters) for j in range(p)])
         V = bread @ (L.T @ L) @ bread
-    ll0 = cox_state(rs, X, np.zeros(p)).loglik
-    s0 = cox_partial_sums(rs, X, np.zeros(p))
+    ll0 = s0.loglik
     score = float(s0.grad @ np.linalg.solve(s0.info, s0.grad))
     wald = float(est.params @ np.linalg.solve(V, est.params))
-    baseline = _baseline(rs, X, est.params, terms)
+    baseline = _baseline(rs, final.state)
     if concordance:
         from smesurvival.inference.cox_tests import concordance as harrell_c
 
@@ -140,7 +147,7 @@ def fit_cox(
         "score_test": {"chisq": score, "df": p, "p_value": float(stats.chi2.sf(score, p))},
         "wald_test": {"chisq": wald, "df": p, "p_value": float(stats.chi2.sf(wald, p))},
         "concordance": conc,
-        "means": dict(zip(terms, map(float, np.average(X, axis=0, weights=rs.weights)), strict=True)),
+        "means": dict(zip(terms, map(float, (X.T @ rs.weights) / rs.weights.sum()), strict=True)),
     }
     return FitResult(
         model="cox", formula=rhs.strip(), terms=terms, params=est.params, vcov=V,
@@ -156,28 +163,28 @@ def fit_cox(
 
 def _check_within_strata(X: np.ndarray, terms: tuple[str, ...], strata: np.ndarray | None,
                          w: np.ndarray | None) -> None:
-    """A covariate constant within every stratum carries no information: name it."""
-    codes = np.zeros(X.shape[0], dtype=np.int64) if strata is None else np.unique(strata, return_inverse=True)[1].ravel()
+    """A covariate constant within every stratum carries no information: name it; then check
+    the rank of the within-stratum (centred) Gram matrix, computed without copying X."""
+    n, p = X.shape
+    w = np.ones(n) if w is None else w
+    codes = np.zeros(n, dtype=np.int64) if strata is None else np.unique(strata, return_inverse=True)[1].ravel()
     g = int(codes.max()) + 1
-    cnt = np.bincount(codes, minlength=g)
-    centred = np.empty_like(X)
-    for j in range(X.shape[1]):
-        mean = np.bincount(codes, weights=X[:, j], minlength=g) / np.maximum(cnt, 1)
-        centred[:, j] = X[:, j] - mean[codes]
-    spread = np.abs(centred).max(axis=0) if X.shape[0] else np.zeros(X.shape[1])
-    flat = [t for t, s in zip(terms, spread, strict=True) if s <= 1e-12 * (1 + np.abs(X).max())]
+    sw = np.bincount(codes, weights=w, minlength=g)
+    sums = np.column_stack([np.bincount(codes, weights=X[:, j] * w, minlength=g) for j in range(p)])
+    gram = gram_of(X, w) - (sums / np.maximum(sw, 1e-300)[:, None]).T @ sums
+    scale = np.maximum(np.diag(gram_of(X, w)), 1e-300)
+    flat = [t for t, v, s in zip(terms, np.diag(gram), scale, strict=True) if v <= 1e-10 * s]
     if flat:
         where = "within every stratum" if strata is not None else "in every row"
         raise DataValidationError(
             f"covariate(s) {', '.join(repr(t) for t in flat)} are constant {where}, so the Cox "
             "model cannot estimate them; drop them (or the strata)"
         )
-    check_rank(centred, terms, w)
+    check_rank_gram(gram, terms)
 
 
-def _baseline(rs: RiskSets, X: np.ndarray, beta: np.ndarray, terms: tuple[str, ...]) -> dict[str, object]:
+def _baseline(rs: RiskSets, st: CoxState) -> dict[str, object]:
     """Baseline cumulative hazard at x = 0 per stratum (Breslow, or Efron-adjusted increments)."""
-    st = cox_state(rs, X, beta)
     inc = np.bincount(rs.pair_k, weights=rs.pair_wt / st.den, minlength=rs.n_times + 1) * math.exp(-st.shift)
     out: dict[str, list[float]] = {}
     for s in np.unique(rs.stratum_of_time[1:]):

@@ -1,9 +1,10 @@
 """Cox partial-likelihood kernel as matrix products (Efron and Breslow ties, strata, entry).
 
 Rows are never reordered. Each row gets integer ids of the event times bounding its risk
-interval, (entry, exit]; per-event-time sums come from one sparse aggregation per iteration,
-and the risk-set part of the information matrix is a single weighted Gram matrix
-X' diag(v) X built in row blocks, plus a small event-time term M' diag(d/m) M.
+interval, (entry, exit]; per-event-time sums are ``bincount``s over those ids (one per
+column; X is kept column-major so each is a contiguous pass), and the risk-set part of the
+information matrix is a single weighted Gram matrix X' diag(v) X built in row blocks, plus a
+small event-time term M' diag(d/m) M.
 Strata are handled by offsetting each stratum's event-time ids, so cumulative sums never
 cross a stratum boundary and no Python loop runs over strata, times or rows.
 """
@@ -14,7 +15,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import sparse
 
 Ties = Literal["efron", "breslow"]
 _BLOCK = 65536
@@ -38,20 +38,8 @@ class RiskSets:
     pair_wt: np.ndarray  # (P,) d / m for the Efron term (d for Breslow)
     times: np.ndarray  # (K+1,) event time of each id (index 0: -inf)
     stratum_of_time: np.ndarray  # (K+1,) stratum code of each id (index 0: -1)
-    agg_exit: sparse.csr_matrix  # (K+1, n) indicator row k_exit[i] -> i (data replaced per call)
-    agg_entry: sparse.csr_matrix | None
-    agg_death: sparse.csr_matrix  # (K+1, n) deaths only
+    has_lower: bool  # entry times, or several strata: risk intervals have a lower bound
     ties: str
-
-    @property
-    def has_entry(self) -> bool:
-        return self.agg_entry is not None
-
-
-def _indicator(rows_to: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sparse.csr_matrix:
-    m = sparse.csr_matrix((np.ones(cols.size), (rows_to, cols)), shape=shape)
-    m.sort_indices()
-    return m
 
 
 def build_risk_sets(
@@ -101,17 +89,12 @@ def build_risk_sets(
         pair_wt = d[pair_k] / m[pair_k]
     else:
         pair_k, pair_frac, pair_wt = ks, np.zeros(K), d[1:].copy()
-    cols = np.arange(n)
-    agg_exit = _indicator(k_exit, cols, (K + 1, n))
     # entry ids bound the risk interval from below; with several strata they also cut off the
     # later strata that a global reverse cumulative sum would otherwise include
-    need_lower = entry is not None or n_strata > 1
-    agg_entry = _indicator(k_entry, cols, (K + 1, n)) if need_lower else None
-    agg_death = _indicator(k_exit[death_rows], death_rows, (K + 1, n))
+    has_lower = entry is not None or n_strata > 1
     return RiskSets(
         n, K, k_exit, k_entry, ev.astype(float), w, death_rows, d, m, pair_k, pair_frac,
-        pair_wt, np.concatenate(times_all), np.concatenate(strata_all), agg_exit, agg_entry,
-        agg_death, ties,
+        pair_wt, np.concatenate(times_all), np.concatenate(strata_all), has_lower, ties,
     )
 
 
@@ -119,11 +102,14 @@ def _revcumsum(a: np.ndarray) -> np.ndarray:
     return np.cumsum(a[::-1], axis=0)[::-1]
 
 
-def _aggregate(agg: sparse.csr_matrix, values: np.ndarray, X: np.ndarray | None) -> np.ndarray:
-    """Per-event-time sums of ``values`` (or of ``values * X`` when X is given)."""
-    a = agg.copy()
-    a.data = values[a.indices]
-    return a @ X if X is not None else np.asarray(a.sum(axis=1)).ravel()
+def _per_time(ids: np.ndarray, values: np.ndarray, X: np.ndarray, size: int) -> np.ndarray:
+    """Per-event-time sums of ``values * X[:, j]`` for every column j: shape (size, p)."""
+    out = np.empty((size, X.shape[1]))
+    buf = np.empty(X.shape[0])
+    for j in range(X.shape[1]):  # p contiguous passes when X is column-major
+        np.multiply(X[:, j], values, out=buf)
+        out[:, j] = np.bincount(ids, weights=buf, minlength=size)
+    return out
 
 
 @dataclass(frozen=True)
@@ -138,35 +124,48 @@ class CoxState:
     s1: np.ndarray  # (K+1, p)
     e1: np.ndarray  # (K+1, p)
     den: np.ndarray  # (P,) Efron denominators
-    means: np.ndarray  # (P, p) Efron means
     B: np.ndarray  # (K+1,) sum_l wt * frac / den
     loglik: float
+    pair_k: np.ndarray
+    pair_frac: np.ndarray
+
+    @property
+    def means(self) -> np.ndarray:
+        """(P, p) Efron means (S1 - frac E1) / den, one row per Efron term."""
+        k, f = self.pair_k, self.pair_frac
+        return (self.s1[k] - f[:, None] * self.e1[k]) / self.den[:, None]
 
 
-def cox_state(rs: RiskSets, X: np.ndarray, beta: np.ndarray, offset: np.ndarray | None = None) -> CoxState:
-    """Risk-set sums S0, S1, the Efron means and per-row cumulative weights at ``beta``."""
+def cox_state(rs: RiskSets, X: np.ndarray, beta: np.ndarray, offset: np.ndarray | None = None,
+              Xd: np.ndarray | None = None) -> CoxState:
+    """Risk-set sums S0, S1, the Efron means and per-row cumulative weights at ``beta``.
+
+    ``Xd`` may hold ``X[rs.death_rows]`` precomputed (saves one gather per iteration)."""
     eta = X @ beta if X.shape[1] else np.zeros(rs.n)
     if offset is not None:
         eta = eta + offset
     shift = float(eta.max()) if eta.size else 0.0
     expeta = np.exp(eta - shift)
     r = rs.weights * expeta
-    s0 = _revcumsum(np.bincount(rs.k_exit, weights=r, minlength=rs.n_times + 1))
-    s1 = _revcumsum(_aggregate(rs.agg_exit, r, X))
-    if rs.agg_entry is not None:
-        s0 = s0 - _revcumsum(np.bincount(rs.k_entry, weights=r, minlength=rs.n_times + 1))
-        s1 = s1 - _revcumsum(_aggregate(rs.agg_entry, r, X))
-    e0 = np.bincount(rs.k_exit[rs.death_rows], weights=r[rs.death_rows], minlength=rs.n_times + 1)
-    e1 = _aggregate(rs.agg_death, r, X)
+    K1 = rs.n_times + 1
+    s0 = _revcumsum(np.bincount(rs.k_exit, weights=r, minlength=K1))
+    s1 = _revcumsum(_per_time(rs.k_exit, r, X, K1))
+    if rs.has_lower:
+        s0 = s0 - _revcumsum(np.bincount(rs.k_entry, weights=r, minlength=K1))
+        s1 = s1 - _revcumsum(_per_time(rs.k_entry, r, X, K1))
+    dr = rs.death_rows
+    kd = rs.k_exit[dr]
+    rd = r[dr]
+    e0 = np.bincount(kd, weights=rd, minlength=K1)
+    e1 = _per_time(kd, rd, X[dr] if Xd is None else Xd, K1)
     k, frac, wt = rs.pair_k, rs.pair_frac, rs.pair_wt
     den = s0[k] - frac * e0[k]
-    means = (s1[k] - frac[:, None] * e1[k]) / den[:, None]
     a = np.bincount(k, weights=wt / den, minlength=rs.n_times + 1)
     B = np.bincount(k, weights=wt * frac / den, minlength=rs.n_times + 1)
     C = np.cumsum(a)
-    c = C[rs.k_exit] - C[rs.k_entry]
-    ll = float((rs.weights * rs.event * eta).sum() - (wt * (np.log(den) + shift)).sum())
-    return CoxState(eta, shift, expeta, c, s0, s1, e1, den, means, B, ll)
+    c = C[rs.k_exit] - C[rs.k_entry] if rs.has_lower else C[rs.k_exit]
+    ll = float(rs.weights[dr] @ eta[dr] - (wt * (np.log(den) + shift)).sum())
+    return CoxState(eta, shift, expeta, c, s0, s1, e1, den, B, ll, k, frac)
 
 
 @dataclass(frozen=True)
@@ -176,25 +175,44 @@ class CoxSums:
     grad: np.ndarray
     info: np.ndarray
     loglik: float
+    state: CoxState
 
 
-def cox_partial_sums(rs: RiskSets, X: np.ndarray, beta: np.ndarray) -> CoxSums:
+def cox_partial_sums(rs: RiskSets, X: np.ndarray, beta: np.ndarray,
+                     Xd: np.ndarray | None = None) -> CoxSums:
     """One Newton step's pieces, as matrix products (no loop over events)."""
-    st = cox_state(rs, X, beta)
+    st = cox_state(rs, X, beta, Xd=Xd)
     r = rs.weights * st.expeta
-    v = r * st.c - rs.event * r * st.B[rs.k_exit]
-    grad = X.T @ (rs.weights * rs.event - v)
-    info = _gram(X, v) - (st.means * rs.pair_wt[:, None]).T @ st.means
-    return CoxSums(grad, (info + info.T) / 2.0, st.loglik)
+    v = r * st.c
+    dr = rs.death_rows
+    v[dr] -= r[dr] * st.B[rs.k_exit[dr]]
+    u = -v
+    u[dr] += rs.weights[dr]
+    grad = X.T @ u
+    # sum over Efron terms of wt * mean mean', expanded per event time so no (P, p) array forms:
+    # mean = (S1 - f E1) / den  ->  alpha S1 S1' - beta (S1 E1' + E1 S1') + gamma E1 E1'
+    K1 = rs.n_times + 1
+    q = rs.pair_wt / st.den**2
+    alpha = np.bincount(rs.pair_k, weights=q, minlength=K1)
+    beta_ = np.bincount(rs.pair_k, weights=q * rs.pair_frac, minlength=K1)
+    gamma = np.bincount(rs.pair_k, weights=q * rs.pair_frac**2, minlength=K1)
+    se = (st.s1 * beta_[:, None]).T @ st.e1
+    mm = (st.s1 * alpha[:, None]).T @ st.s1 - se - se.T + (st.e1 * gamma[:, None]).T @ st.e1
+    info = _gram(X, v) - mm
+    return CoxSums(grad, (info + info.T) / 2.0, st.loglik, st)
 
 
 def _gram(X: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """X' diag(v) X in row blocks (bounded extra memory)."""
-    p = X.shape[1]
+    """X' diag(v) X for v >= 0, as (sqrt(v) X)'(sqrt(v) X) in row blocks (bounded memory)."""
+    n, p = X.shape
     G = np.zeros((p, p))
-    for start in range(0, X.shape[0], _BLOCK):
-        xb = X[start:start + _BLOCK]
-        G += (xb * v[start:start + _BLOCK, None]).T @ xb
+    sq = np.sqrt(np.maximum(v, 0.0))
+    buf = np.empty((min(_BLOCK, n), p), order="F")
+    for start in range(0, n, _BLOCK):
+        stop = min(start + _BLOCK, n)
+        xb = buf[: stop - start]
+        np.multiply(X[start:stop], sq[start:stop, None], out=xb)
+        G += xb.T @ xb
     return G
 
 
@@ -236,17 +254,18 @@ def cox_event_information(rs: RiskSets, X: np.ndarray, beta: np.ndarray) -> tupl
     # S2_k - frac E2_k over the Efron terms: risk-set second moments per event time
     s2 = np.zeros((K1, p, p))
     e2 = np.zeros((K1, p, p))
+    dr = rs.death_rows
     for a in range(p):
         xa = X[:, a] * r
-        s2[:, a, :] = _revcumsum(_aggregate(rs.agg_exit, xa, X))
-        if rs.agg_entry is not None:
-            s2[:, a, :] -= _revcumsum(_aggregate(rs.agg_entry, xa, X))
-        e2[:, a, :] = _aggregate(rs.agg_death, xa, X)
+        s2[:, a, :] = _revcumsum(_per_time(rs.k_exit, xa, X, K1))
+        if rs.has_lower:
+            s2[:, a, :] -= _revcumsum(_per_time(rs.k_entry, xa, X, K1))
+        e2[:, a, :] = _per_time(rs.k_exit[dr], xa[dr], X[dr], K1)
     terms = (s2[k] - frac[:, None, None] * e2[k]) / st.den[:, None, None]
     terms -= st.means[:, :, None] * st.means[:, None, :]
     V = np.zeros((K1, p, p))
     np.add.at(V, k, wt[:, None, None] * terms)
     meanbar = np.zeros((K1, p))
     np.add.at(meanbar, k, wt[:, None] * st.means)
-    sch = _aggregate(rs.agg_death, rs.weights, X) - meanbar
+    sch = _per_time(rs.k_exit[dr], rs.weights[dr], X[dr], K1) - meanbar
     return V[1:], sch[1:]

@@ -208,7 +208,10 @@ def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
         else:
             enc[name] = {"kind": str(getattr(kind, "value", kind))}
     tr = {k: {kk: _py(vv) for kk, vv in v.items()} for k, v in spec.transform_state.items()}
-    return {"formula": str(spec.formula), "encoder_state": enc, "transform_state": tr}
+    # str(formula) drops a removed intercept ("0 + x" prints as "x"): record it explicitly
+    intercept = "Intercept" in [str(c) for c in spec.column_names]
+    return {"formula": str(spec.formula), "intercept": intercept, "encoder_state": enc,
+            "transform_state": tr}
 
 
 def spec_from_dict(d: dict[str, Any]) -> ModelSpec:
@@ -221,8 +224,9 @@ def spec_from_dict(d: dict[str, Any]) -> ModelSpec:
             enc[name] = (Factor.Kind.CATEGORICAL, {"categories": list(v["categories"])})
         else:
             enc[name] = (Factor.Kind.NUMERICAL, {})
+    formula = d["formula"] if d.get("intercept", True) else f"0 + {d['formula']}"
     return ModelSpec(
-        formula=d["formula"], transform_state=d["transform_state"], encoder_state=enc,
+        formula=formula, transform_state=d["transform_state"], encoder_state=enc,
         output="pandas",
     )
 
