@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
-from conftest import load_ref
 
+from conftest import load_ref
 from smesurvival.errors import DataValidationError, UsageError
 from smesurvival.inference.cox_tests import cox_ph_test
 from smesurvival.models.cox import baseline_cumhaz, fit_cox, predict_survival

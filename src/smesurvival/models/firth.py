@@ -20,7 +20,7 @@ from smesurvival.errors import ConvergenceError, FormulaError, UsageError
 from smesurvival.models.checks import check_rank
 from smesurvival.models.design import build_design, spec_to_dict
 from smesurvival.models.families import LOGIT
-from smesurvival.models.fit import _diagnostics, _weights
+from smesurvival.models.fit import fit_diagnostics, weights_column
 from smesurvival.models.result import FitResult
 
 _MAX_HALVINGS = 40
@@ -220,7 +220,7 @@ def fit_firth(
         raise FormulaError(f"formula '{formula}' has no outcome: write 'outcome ~ terms'")
     X, y, terms = design.X, design.y, design.terms
     _check_binary(y, design.formula.outcome)
-    wopt = _weights(data, weights, design.rows)
+    wopt = weights_column(data, weights, design.rows)
     w = np.ones(len(y)) if wopt is None else wopt
     check_rank(X, terms, wopt)
     icpt = terms.index("Intercept") if design.has_intercept else None
@@ -243,7 +243,7 @@ def fit_firth(
     extra["penalized_lr"] = _global_test(X, y, w, best, icpt, tol, max_iter)
     mu = best.mu
     extreme = int(((mu < 1e-8) | (mu > 1 - 1e-8)).sum())
-    diag = _diagnostics(X, terms, mu, extreme, best.info)
+    diag = fit_diagnostics(X, terms, mu, extreme, best.info)
     if profile:
         q = float(stats.chi2.ppf(conf_level, 1))
         se = np.sqrt(np.diag(V))

@@ -89,7 +89,7 @@ def fit(
             f"outcome column '{outcome}' must be 0/1 for a {model} model; found {vals} "
             f"in {int(bad.sum())} row(s)"
         )
-    w = _weights(data, weights, design.rows)
+    w = weights_column(data, weights, design.rows)
     fam = FAMILIES[model]
     check_rank(X, design.terms, w)
     icpt = design.terms.index("Intercept") if design.has_intercept else None
@@ -128,12 +128,12 @@ def fit(
         weights_kind=weights_kind if w is not None else None,
         sum_weights=float(w.sum()) if w is not None else None,
         n_clusters=cluster_codes(cl)[1] if cl is not None else None, cluster_var=cluster,
-        diagnostics=_diagnostics(X, design.terms, mu, extreme, est.info),
+        diagnostics=fit_diagnostics(X, design.terms, mu, extreme, est.info),
         design_spec=spec_to_dict(design.spec), _spec=design.spec,
     )
 
 
-def _weights(data: pd.DataFrame, col: str | None, rows: np.ndarray) -> np.ndarray | None:
+def weights_column(data: pd.DataFrame, col: str | None, rows: np.ndarray) -> np.ndarray | None:
     if col is None:
         return None
     try:
@@ -156,7 +156,7 @@ def _separation_message(outcome: str | None, sep: SeparationCheck, model: str) -
     )
 
 
-def _diagnostics(
+def fit_diagnostics(
     X: np.ndarray, terms: tuple[str, ...], mu: np.ndarray, extreme: int, info: np.ndarray
 ) -> Diagnostics:
     """VIFs of the non-intercept columns, fitted-value range and the information's condition."""

@@ -257,12 +257,28 @@ class FitResult:
     def with_vcov(
         self, vcov: str, data: pd.DataFrame, cluster: str | None = None,
     ) -> FitResult:
-        """A new result with another covariance estimator (the point estimates are unchanged)."""
-        from smesurvival.models.fit import fit
+        """A new result with another covariance estimator (the point estimates are unchanged).
 
-        return fit(
-            self.formula, data, model=self.model, vcov=vcov, cluster=cluster,  # type: ignore[arg-type]
-            conf_level=self.conf_level, information=self.information,  # type: ignore[arg-type]
+        ``data`` is the data the model was fitted on (results hold no rows, only numbers).
+        """
+        if self.model in ("logit", "probit", "cloglog"):
+            from smesurvival.models.fit import fit
+
+            return fit(
+                self.formula, data, model=self.model, vcov=vcov, cluster=cluster,  # type: ignore[arg-type]
+                conf_level=self.conf_level, information=self.information,  # type: ignore[arg-type]
+            )
+        if self.model == "cox":
+            from smesurvival.models.cox import fit_cox
+
+            e = self.extra
+            return fit_cox(
+                self.formula, data, duration=e["duration"], event=e["event"], entry=e.get("entry"),
+                strata=e.get("strata"), weights=e.get("weights"), ties=e["ties"],
+                vcov=vcov, cluster=cluster, conf_level=self.conf_level,  # type: ignore[arg-type]
+            )
+        raise UsageError(
+            f"with_vcov() is not available for {self.model} models: refit with the vcov option"
         )
 
     def with_conf_level(self, level: float) -> FitResult:
