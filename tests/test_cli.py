@@ -7,6 +7,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -92,11 +93,13 @@ def test_fit_table_output(mroz_csv: Path, capsys) -> None:
 
 
 @pytest.mark.parametrize("argv,fragment", [
-    (["--model", "tobit"], "--model must be one of logit, probit, cloglog"),
+    (["--model", "tobit"], "model must be one of logit, probit, cloglog, firth, cox, discrete, finegray"),
+    (["--model", "cox"], "--model cox needs --time"),
+    (["--model", "firth", "--vcov", "hc1"], "classical (inverse-information) SEs only"),
     (["--vcov", "hc9"], "vcov must be one of"),
     (["--formula", "lfp ~ nosuch"], "'nosuch'"),
     (["--formula", "lfp ~ __import__('os')"], "not allowed"),
-    (["--formula", "k5"], "has no outcome"),
+    (["--formula", "k5"], "needs --event (the outcome column)"),
 ])
 def test_fit_usage_errors_exit_2(mroz_csv: Path, capsys, argv: list[str], fragment: str) -> None:
     base = ["fit", str(mroz_csv), "--formula", "lfp ~ k5"]
@@ -187,3 +190,59 @@ def test_simulate_panel_parquet(tmp_path, capsys) -> None:
 def test_unknown_command_is_usage_error(capsys) -> None:
     code, _, _ = run(["frobnicate"], capsys)
     assert code == 2
+
+
+@pytest.fixture()
+def rossi_csv(tmp_path: Path, rossi: pd.DataFrame) -> Path:
+    p = tmp_path / "rossi.csv"
+    rossi.assign(id=range(len(rossi))).to_csv(p, index=False)
+    return p
+
+
+def test_km_json_contract_and_figure(rossi_csv: Path, tmp_path: Path, capsys) -> None:
+    ref = load_ref("km_rossi")
+    fig = tmp_path / "km.png"
+    code, out, _ = run(["km", str(rossi_csv), "--time", "week", "--event", "arrest", "--by", "finyes",
+                        "--figure", str(fig), "--json", "-"], capsys)
+    assert code == 0 and fig.stat().st_size > 1000
+    d = json.loads(out)
+    assert set(d["groups"]) == {"0", "1"}
+    g = d["groups"]["1"]
+    for key in ("time", "survival", "std_err", "conf_low", "conf_high", "at_risk"):
+        assert len(g[key]) == len(g["time"])
+    assert d["logrank"]["chi2"] == pytest.approx(ref["logrank"]["chisq"], rel=1e-8)
+    assert d["logrank"]["df"] == 1
+
+
+def test_km_table(rossi_csv: Path, capsys) -> None:
+    code, out, _ = run(["km", str(rossi_csv), "--time", "week", "--event", "arrest"], capsys)
+    assert code == 0 and "not reached" in out
+
+
+def test_fit_cox_json(rossi_csv: Path, capsys) -> None:
+    ref = load_ref("cox_rossi")["efron"]
+    code, out, _ = run(["fit", str(rossi_csv), "--model", "cox", "--time", "week", "--event", "arrest",
+                        "--formula", "finyes + age + prio", "--json", "-"], capsys)
+    assert code == 0
+    d = json.loads(out)
+    assert d["model"] == "cox" and "Intercept" not in d["params"]
+    assert d["extra"]["concordance"]["c_index"] > 0.5
+    assert d["exp_params"]["prio"] == pytest.approx(np.exp(d["params"]["prio"]))
+    assert d["n_events"] == ref["n_events"]
+
+
+def test_fit_discrete_from_subject_rows(rossi_csv: Path, capsys) -> None:
+    code, out, _ = run(["fit", str(rossi_csv), "--model", "discrete", "--time", "week", "--event", "arrest",
+                        "--id", "id", "--width", "4", "--formula", "finyes + age", "--vcov", "classical",
+                        "--json", "-"], capsys)
+    assert code == 0
+    d = json.loads(out)
+    assert d["n_obs"] == 4991 and d["extra"]["n_subjects"] == 432
+
+
+def test_fit_bad_survival_input_exit_2(tmp_path: Path, rossi: pd.DataFrame, capsys) -> None:
+    p = tmp_path / "bad.csv"
+    rossi.assign(week=rossi.week.where(rossi.index != 2, -1)).to_csv(p, index=False)
+    code, _, err = run(["fit", str(p), "--model", "cox", "--time", "week", "--event", "arrest",
+                        "--formula", "age"], capsys)
+    assert code == 2 and "week" in err and "line(s) 4" in err

@@ -67,11 +67,22 @@ def _emit_json(payload: dict[str, Any], target: str) -> None:
 
 @app.command()
 def fit(
-    data: Annotated[str, typer.Argument(help="firm data file (CSV, Parquet, XLSX, DTA, SAV)")],
-    formula: Annotated[str, typer.Option(help="'y ~ x1 * x2 + C(g)', or the right-hand side with --event")],
-    model: Annotated[str, typer.Option(help="logit, probit or cloglog")] = "logit",
-    event: Annotated[str | None, typer.Option(help="outcome column when --formula is a right-hand side")] = None,
-    vcov: Annotated[str, typer.Option(help="classical, hc0, hc1 or cluster")] = "classical",
+    data: Annotated[str, typer.Argument(help="data file (CSV, Parquet, XLSX, DTA, SAV)")],
+    formula: Annotated[str, typer.Option(help="'y ~ x1 * x2 + C(g)' (binary models) or the right-hand side")],
+    model: Annotated[str, typer.Option(help="logit, probit, cloglog, firth, cox, discrete or finegray")] = "logit",
+    time: Annotated[str | None, typer.Option(help="duration column (cox, discrete, finegray)")] = None,
+    event: Annotated[str | None, typer.Option(help="event column; for binary models the outcome when --formula is a right-hand side")] = None,
+    start: Annotated[str | None, typer.Option(help="entry (start) time column: counting-process data (cox)")] = None,
+    cause: Annotated[float | None, typer.Option(help="event code of the cause of interest (finegray)")] = None,
+    censor_code: Annotated[float, typer.Option(help="event code meaning censored (finegray)")] = 0.0,
+    ties: Annotated[str, typer.Option(help="efron or breslow (cox)")] = "efron",
+    strata: Annotated[str | None, typer.Option(help="strata column (cox)")] = None,
+    id: Annotated[str | None, typer.Option(help="subject id column (discrete)")] = None,
+    link: Annotated[str, typer.Option(help="cloglog or logit (discrete)")] = "cloglog",
+    period_terms: Annotated[str, typer.Option(help="dummies, bands, log, linear or quadratic (discrete)")] = "dummies",
+    width: Annotated[float | None, typer.Option(help="period width (discrete), e.g. 1 for years")] = None,
+    cuts: Annotated[str | None, typer.Option(help="comma-separated cut points (discrete)")] = None,
+    vcov: Annotated[str | None, typer.Option(help="classical, hc0, hc1, cluster (cox: classical, hc0, cluster; finegray: robust, classical)")] = None,
     cluster: Annotated[str | None, typer.Option(help="cluster column for --vcov cluster")] = None,
     weights: Annotated[str | None, typer.Option(help="weights column")] = None,
     weights_kind: Annotated[str, typer.Option(help="frequency or survey")] = "frequency",
@@ -80,33 +91,36 @@ def fit(
     engine: Annotated[str, typer.Option(help="memory")] = "memory",
     json_out: Annotated[str | None, typer.Option("--json", help="write the JSON result to PATH, or - for stdout")] = None,
 ) -> None:
-    """Fit one model and print its table (or the JSON contract of DESIGN.md with --json)."""
-    from smesurvival.data.readers import read_data
-    from smesurvival.models.fit import BINARY_MODELS
-    from smesurvival.models.fit import fit as fit_model
+    """Fit one model and print its table (or the JSON contract of DESIGN.md with --json).
 
-    if model not in BINARY_MODELS:
-        raise UsageError(
-            f"--model must be one of {', '.join(BINARY_MODELS)} (cox, discrete, finegray and firth "
-            "are planned, not available in this version); got '{model}'".replace("{model}", model)
-        )
+    Examples: --model cox --time week --event arrest --formula 'fin + age';
+    --model finegray --time etime --event status --cause 1 --formula 'age + sex';
+    --model discrete --time years --event exited --id firm_id --width 1 --formula 'export_ratio'.
+    """
+    from smesurvival.data.readers import read_data
+    from smesurvival.models.dispatch import ModelOptions, fit_model
+
     if engine != "memory":
         raise UsageError(f"--engine must be 'memory' in this version; got '{engine}'")
-    if "~" not in formula:
-        if not event:
-            raise UsageError("--formula has no outcome: write 'y ~ terms' or pass --event COLUMN")
-        formula = f"{event} ~ {formula}"
-    frame = read_data(data).frame
-    res = fit_model(
-        formula, frame, model=model, vcov=vcov, cluster=cluster, weights=weights,  # type: ignore[arg-type]
-        weights_kind=weights_kind, information=information, conf_level=conf_level,  # type: ignore[arg-type]
+    try:
+        cut_values = tuple(float(c) for c in cuts.split(",")) if cuts else None
+    except ValueError:
+        raise UsageError(f"--cuts must be numbers separated by commas; got '{cuts}'") from None
+    opts = ModelOptions(
+        time=time, event=event, start=start, cause=cause, censor_code=censor_code, ties=ties,
+        strata=strata, vcov=vcov, cluster=cluster, weights=weights, weights_kind=weights_kind,
+        information=information, conf_level=conf_level, id=id, link=link,
+        period_terms=period_terms, cuts=cut_values, width=width,
     )
+    res = fit_model(model, read_data(data).frame, formula, opts)
     d = res.to_dict()
     payload = {k: d[k] for k in ("model", "formula", "n_obs", "n_events", "dropped", "params", "bse",
                                  "pvalues", "conf_int", "loglik", "llnull", "aic", "bic",
                                  "converged", "iterations", "vcov_type", "engine")}
     payload.update({k: d[k] for k in ("lr_chi2", "lr_df", "pseudo_r2_mcfadden",
-                                      "pseudo_r2_nagelkerke", "n_clusters", "information")})
+                                      "pseudo_r2_nagelkerke", "n_clusters", "information", "extra")})
+    if res.model in ("logit", "firth", "cox", "finegray"):
+        payload["exp_params"] = {t: float(v) for t, v in zip(res.terms, res.tidy()["exp_estimate"], strict=True)}
     if json_out:
         _emit_json(payload, json_out)
         return
@@ -126,11 +140,66 @@ def _print_fit(res: Any) -> None:
     out.print(t)
     out.print(
         f"N = {res.nobs}, events = {res.n_events:g}, log-likelihood = {res.loglik:.3f}, "
-        f"LR chi2({res.lr_df}) = {res.lr_chi2:.2f}, McFadden R2 = {res.pseudo_r2_mcfadden:.3f}, "
-        f"vcov = {res.vcov_type}"
+        f"LR chi2({res.lr_df}) = {res.lr_chi2:.2f}, vcov = {res.vcov_type}"
+        + (f", McFadden R2 = {res.pseudo_r2_mcfadden:.3f}" if res.has_intercept else "")
+        + (f", concordance = {res.extra['concordance']['c_index']:.3f}"
+           if (res.extra.get("concordance") or {}).get("c_index") is not None else "")
     )
     for reason, n in res.flow.dropped_by_reason().items():
         out.print(f"dropped {n} row(s): {reason}")
+
+
+@app.command()
+def km(
+    data: Annotated[str, typer.Argument(help="data file")],
+    time: Annotated[str, typer.Option(help="duration column")],
+    event: Annotated[str, typer.Option(help="event column (1 = exit, 0 = censored)")],
+    by: Annotated[str | None, typer.Option(help="group column: one curve per level, and the log-rank test")] = None,
+    conf_level: Annotated[float, typer.Option(help="confidence level")] = 0.95,
+    figure: Annotated[str | None, typer.Option(help="write the curves to PATH (.png or .svg)")] = None,
+    json_out: Annotated[str | None, typer.Option("--json", help="write the JSON result to PATH, or - for stdout")] = None,
+) -> None:
+    """Kaplan–Meier curves (Greenwood CIs), medians, numbers at risk and the log-rank test."""
+    from smesurvival.data.readers import read_data
+    from smesurvival.inference.km_analysis import km_analysis
+
+    res = km_analysis(read_data(data).frame, time=time, event=event, by=by, conf_level=conf_level)
+    if figure:
+        _km_figure(res, figure)
+        err.print(f"wrote {figure}")
+    if json_out:
+        _emit_json(res.to_dict(), json_out)
+        return
+    from rich.table import Table
+
+    t = Table(title=f"Kaplan–Meier: {time} / {event}" + (f" by {by}" if by else ""), title_justify="left")
+    for c in ("group", "N", "events", "median", f"{conf_level:.0%} CI of median"):
+        t.add_column(c)
+    for row in res.summary_rows():
+        t.add_row(*row)
+    out.print(t)
+    if res.logrank is not None:
+        lr = res.logrank
+        out.print(f"log-rank chi2({lr.df}) = {lr.chi2:.3f}, p = {lr.p_value:.4g}")
+
+
+def _km_figure(res: Any, path: str) -> None:
+    """Draw the KM curves with the report's figure code (no synthetic mark: user data)."""
+    from smesurvival.report.figures import group_survival_figure
+    from smesurvival.study.result import GroupSurvival
+
+    if Path(path).suffix.lower() not in (".png", ".svg"):
+        raise UsageError("--figure must end in .png or .svg")
+    c = res.curves
+    gs = GroupSurvival(
+        res.by or "all", tuple(c), tuple(k.time for k in c.values()),
+        tuple(k.survival for k in c.values()), tuple(k.conf_low for k in c.values()),
+        tuple(k.conf_high for k in c.values()), tuple(int(k.n) for k in c.values()),
+        tuple(int(k.total_events) for k in c.values()),
+        tuple(float(k.survival[-1]) if k.survival.size else 1.0 for k in c.values()),
+    )
+    fig = group_survival_figure(gs, False)
+    fig.savefig(path, dpi=150, bbox_inches="tight")
 
 
 @app.command()

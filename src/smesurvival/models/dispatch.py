@@ -1,0 +1,96 @@
+"""One entry point for every estimator, so the CLI, the study and the web app share option
+handling: ``fit_model(model, data, formula, ...)`` routes to the right fitter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, get_args
+
+import pandas as pd
+
+from smesurvival.errors import UsageError
+from smesurvival.inference.vcov import check_choice
+from smesurvival.models.result import FitResult
+
+MODELS = ("logit", "probit", "cloglog", "firth", "cox", "discrete", "finegray")
+DEFAULT_VCOV = {"cox": "classical", "finegray": "robust", "discrete": "cluster"}
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Every option any model takes, with the argument names DESIGN.md fixes."""
+
+    time: str | None = None  # duration column
+    event: str | None = None
+    start: str | None = None  # counting-process entry column (Cox)
+    cause: float | None = None  # Fine-Gray cause of interest
+    censor_code: float = 0.0
+    ties: str = "efron"
+    strata: str | None = None
+    vcov: str | None = None  # None: the model's default
+    cluster: str | None = None
+    weights: str | None = None
+    weights_kind: str = "frequency"
+    information: str = "expected"
+    conf_level: float = 0.95
+    id: str | None = None  # discrete-time: subject id
+    link: str = "cloglog"  # discrete-time link
+    period_terms: str = "dummies"  # discrete-time duration dependence
+    cuts: tuple[float, ...] | None = None
+    width: float | None = None
+
+
+def _need(value: Any, flag: str, model: str) -> Any:
+    if value is None:
+        raise UsageError(f"--model {model} needs {flag}")
+    return value
+
+
+def fit_model(model: str, data: pd.DataFrame, formula: str, opts: ModelOptions) -> FitResult:
+    """Fit ``model`` on ``data`` with ``formula`` (full for binary models, else right-hand side)."""
+    check_choice(model, MODELS, "model")
+    vcov = opts.vcov or DEFAULT_VCOV.get(model, "classical")
+    if model in ("logit", "probit", "cloglog"):
+        from smesurvival.models.fit import fit
+
+        if "~" not in formula:
+            formula = f"{_need(opts.event, '--event (the outcome column) or a formula y ~ ...', model)} ~ {formula}"
+        return fit(formula, data, model=model, vcov=vcov, cluster=opts.cluster,  # type: ignore[arg-type]
+                   weights=opts.weights, weights_kind=opts.weights_kind,  # type: ignore[arg-type]
+                   information=opts.information, conf_level=opts.conf_level)  # type: ignore[arg-type]
+    if model == "firth":
+        from smesurvival.models.firth import fit_firth
+
+        if vcov != "classical":
+            raise UsageError("--model firth reports classical (inverse-information) SEs only; drop --vcov")
+        if "~" not in formula:
+            formula = f"{_need(opts.event, '--event or a formula y ~ ...', model)} ~ {formula}"
+        return fit_firth(formula, data, weights=opts.weights, conf_level=opts.conf_level)
+    rhs = formula.split("~", 1)[1].strip() if "~" in formula else formula
+    if model == "cox":
+        from smesurvival.models.cox import COX_VCOV, TIES, fit_cox
+
+        check_choice(opts.ties, TIES, "ties")
+        check_choice(vcov, COX_VCOV, "vcov (Cox)")
+        return fit_cox(rhs, data, duration=_need(opts.time, "--time", model),
+                       event=_need(opts.event, "--event", model), entry=opts.start,
+                       strata=opts.strata, weights=opts.weights, ties=opts.ties,  # type: ignore[arg-type]
+                       vcov=vcov, cluster=opts.cluster, conf_level=opts.conf_level)  # type: ignore[arg-type]
+    if model == "finegray":
+        from smesurvival.models.finegray import fit_finegray
+
+        check_choice(vcov, ("robust", "classical"), "vcov (Fine-Gray)")
+        return fit_finegray(rhs, data, duration=_need(opts.time, "--time", model),
+                            event=_need(opts.event, "--event", model),
+                            cause=_need(opts.cause, "--cause", model), censor_code=opts.censor_code,
+                            vcov=vcov, conf_level=opts.conf_level)  # type: ignore[arg-type]
+    from smesurvival.models import discrete as _d
+    from smesurvival.models.discrete import fit_discrete
+
+    check_choice(opts.link, get_args(_d.DiscreteLink), "link")
+    return fit_discrete(rhs, data, duration=_need(opts.time, "--time", model),
+                        event=_need(opts.event, "--event", model), id=_need(opts.id, "--id", model),
+                        link=opts.link, time=opts.period_terms,  # type: ignore[arg-type]
+                        cuts=opts.cuts, width=opts.width, vcov=vcov,  # type: ignore[arg-type]
+                        cluster=opts.cluster, information=opts.information,  # type: ignore[arg-type]
+                        conf_level=opts.conf_level)
