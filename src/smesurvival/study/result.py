@@ -81,6 +81,8 @@ class Verdict:
     supported: bool
     published: str | None  # the 2012 study's finding: "supported" / "not supported" / None
 
+    scale: str = "survival"  # "survival": + means better survival; "hazard": the sign is flipped
+
     @property
     def agrees_with_published(self) -> bool | None:
         if self.published is None:
@@ -139,6 +141,61 @@ class GroupSurvival:
     n: tuple[int, ...]
     n_events: tuple[int, ...]
     window_share_surviving: tuple[float, ...]  # share surviving the window, per group
+    risk_times: np.ndarray | None = None  # years at which numbers at risk are tabulated
+    at_risk: tuple[np.ndarray, ...] = ()  # per group, numbers at risk at risk_times
+    logrank_chi2: float | None = None
+    logrank_df: int | None = None
+    logrank_p: float | None = None
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """The hierarchical steps and verdicts under one estimator (main analysis or robustness)."""
+
+    model: str  # "logit", "cox", "discrete", ...
+    label: str  # e.g. "Cox proportional hazards (time to exit)"
+    scale: str  # "log-odds of surviving the window" or "log hazard of exit"
+    steps: tuple[ModelStep, ...]
+    verdicts: tuple[Verdict, ...]
+
+
+@dataclass(frozen=True)
+class CauseSpecificFit:
+    """A cause-specific Cox model: exits of one type are events, other exits censored."""
+
+    exit_type: str
+    step: str
+    fit: FitResult | None  # None when the model cannot be estimated (``note`` says why)
+    n_events: int = 0
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class PHCheck:
+    """cox.zph-style proportional-hazards tests of one Cox step."""
+
+    step: str
+    terms: tuple[str, ...]
+    chisq: np.ndarray
+    p_value: np.ndarray
+    global_chisq: float
+    global_df: int
+    global_p: float
+    alpha: float
+    note: str  # plain-language reading
+
+
+@dataclass(frozen=True)
+class IncidenceCurves:
+    """Aalen–Johansen cumulative incidence of each exit type over the follow-up."""
+
+    exit_types: tuple[str, ...]
+    times: tuple[np.ndarray, ...]
+    estimate: tuple[np.ndarray, ...]
+    conf_low: tuple[np.ndarray, ...]
+    conf_high: tuple[np.ndarray, ...]
+    n_events: tuple[int, ...]
+    at_window: tuple[float, ...]  # cumulative incidence at the end of the window
 
 
 @dataclass(frozen=True)
@@ -163,6 +220,10 @@ class StudyResult:
     curves: InteractionCurves | None
     survival_by_group: tuple[GroupSurvival, ...]
     caveats: tuple[str, ...] = field(default_factory=tuple)
+    robustness: tuple[ModelRun, ...] = ()  # the same hypotheses under hazard models
+    cause_specific: tuple[CauseSpecificFit, ...] = ()
+    ph_check: PHCheck | None = None
+    incidence: IncidenceCurves | None = None
 
     @property
     def synthetic(self) -> bool:

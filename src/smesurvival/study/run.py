@@ -8,7 +8,6 @@ rows missing any variable of any step are dropped once, with the column named.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,21 +20,19 @@ from smesurvival.data.flow import SampleFlow
 from smesurvival.errors import SpecError
 from smesurvival.labels import label, short_label
 from smesurvival.models.design import drop_missing, parse_formula
-from smesurvival.models.fit import fit
 from smesurvival.models.km import kaplan_meier
+from smesurvival.study import robustness as rb
 from smesurvival.study.result import (
     Descriptives,
     GroupSurvival,
     Implication,
     InteractionCurves,
-    LRTest,
     ModelStep,
     Prediction,
     Provenance,
     StudyResult,
 )
 from smesurvival.study.spec import StudySpec, load_spec
-from smesurvival.study.verdicts import judge
 
 SYNTHETIC_CAVEAT = (
     "These results come from a synthetic cohort, not from real firms. Synthetic data reproduce "
@@ -57,9 +54,13 @@ def run_study(
     data: pd.DataFrame | str | Path | None = None,
     *,
     progress: Progress | None = None,
+    robustness: bool = True,
 ) -> StudyResult:
     """Run a study on firm data (a DataFrame or a file path); with ``data=None``, on the spec's
-    ``[data]`` source if it names one, else on the built-in synthetic cohort."""
+    ``[data]`` source if it names one, else on the built-in synthetic cohort.
+
+    ``robustness=False`` skips the spec's robustness models and cause-specific fits (the
+    power simulation needs only the main analysis)."""
     say = progress or (lambda _msg: None)
     spec = spec if isinstance(spec, StudySpec) else load_spec(spec)
     say("reading data")
@@ -78,12 +79,24 @@ def run_study(
     centred = analysis.copy()
     for v, m in centering.items():
         centred[v] = centred[v] - m
-    steps = _fit_steps(spec, centred, flow, say)
-    say("judging hypotheses")
-    verdicts = tuple(judge(h, next(s for s in steps if s.name == h.step).fit) for h in spec.hypotheses)
+    hazard = rb.hazard_frame(spec, centred)
+    main_data = centred if spec.outcome_kind == "binary" else hazard
+    if spec.outcome_kind == "competing":
+        main_data = main_data.assign(_event=_competing_status(main_data))
+    main = rb.fit_steps(spec, spec.main_model, main_data, flow, say)
+    steps, verdicts = main.steps, main.verdicts
+    models = spec.robustness_models if robustness else ()
+    robust = tuple(rb.fit_steps(spec, m, hazard, flow, say) for m in models if m != spec.main_model)
+    say("exit routes and proportional hazards")
+    cause_fits = rb.cause_specific(spec, hazard) if spec.cause_specific and robustness else ()
+    cox_run = next((r for r in (main, *robust) if r.model == "cox"), None)
+    ph = rb.ph_check(spec, cox_run, hazard) if cox_run is not None else None
+    incidence = rb.incidence(analysis, spec.window_years)
     profile = _typical_profile(spec, analysis)
-    curves = _curves(spec, steps, analysis, centering, profile)
-    imps = tuple(_implication(spec, i, steps, analysis, centering, profile) for i in spec.implications)
+    binary_main = spec.outcome_kind == "binary"
+    curves = _curves(spec, steps, analysis, centering, profile) if binary_main else None
+    imps = tuple(_implication(spec, i, steps, analysis, centering, profile)
+                 for i in spec.implications) if binary_main else ()
     groups = tuple(_group_survival(analysis, g, spec.window_years) for g in spec.survival_by)
     caveats = ((SYNTHETIC_CAVEAT,) if prov.synthetic else ()) + (ASSOCIATION_CAVEAT,)
     return StudyResult(
@@ -93,7 +106,15 @@ def run_study(
         n_events=int((analysis[spec.outcome] == 0).sum()), centering=centering,
         descriptives=_descriptives(spec, analysis), steps=steps, verdicts=verdicts,
         implications=imps, curves=curves, survival_by_group=groups, caveats=caveats,
+        robustness=robust, cause_specific=cause_fits, ph_check=ph, incidence=incidence,
     )
+
+
+def _competing_status(d: pd.DataFrame) -> np.ndarray:
+    """Event codes for Fine–Gray: 0 censored, 1 failure, 2 acquisition, 3 other."""
+    codes = {"failure": 1.0, "acquisition": 2.0, "other": 3.0}
+    exited = d["event"].to_numpy(dtype=float) > 0
+    return np.where(exited, d["exit_type"].map(codes).fillna(0.0).to_numpy(dtype=float), 0.0)
 
 
 def _load(spec: StudySpec, data: pd.DataFrame | str | Path | None) -> tuple[pd.DataFrame, Provenance]:
@@ -143,30 +164,6 @@ def _analysis_sample(
             needed.append(extra)
     rows, flow = drop_missing(frame, tuple(dict.fromkeys(needed)), flow)
     return frame.iloc[rows].reset_index(drop=True), flow
-
-
-def _fit_steps(
-    spec: StudySpec, data: pd.DataFrame, flow: SampleFlow, say: Progress
-) -> tuple[ModelStep, ...]:
-    out: list[ModelStep] = []
-    fits: dict[str, Any] = {}
-    for s in spec.steps:
-        say(f"fitting {s.name}: {s.label}")
-        f = fit(
-            spec.formula(s), data, model=spec.family, vcov=spec.vcov,  # type: ignore[arg-type]
-            cluster=spec.cluster, weights=spec.weights,
-            weights_kind="survey" if spec.weights else "frequency", conf_level=spec.conf_level,
-            flow=flow,
-        )
-        lr = None
-        if s.base is not None:
-            b = fits[s.base]
-            chi2 = 2.0 * (f.loglik - b.loglik)
-            df = f.k - b.k
-            lr = LRTest(chi2, df, float(stats.chi2.sf(chi2, df)) if df > 0 else math.nan)
-        fits[s.name] = f
-        out.append(ModelStep(s.name, s.label, spec.formula(s), f, lr))
-    return tuple(out)
 
 
 def _numeric_controls(spec: StudySpec) -> list[str]:
@@ -282,17 +279,31 @@ _GROUP_LABELS = {
 
 
 def _group_survival(a: pd.DataFrame, var: str, window: int) -> GroupSurvival:
-    names, times, surv, lo, hi, ns, evs, share = [], [], [], [], [], [], [], []
-    for level in sorted(a[var].dropna().unique()):
-        sub = a[a[var] == level]
-        km = kaplan_meier(sub["time_to_exit"].to_numpy(float), sub["event"].to_numpy(float))
-        names.append(_GROUP_LABELS.get(var, {}).get(int(level) if float(level).is_integer() else level, f"{var} = {level}"))
+    """KM per level of ``var`` with numbers at risk at each year and the log-rank test."""
+    from smesurvival.inference.logrank import logrank_test
+
+    names, times, surv, lo, hi, ns, evs, share, risk = [], [], [], [], [], [], [], [], []
+    risk_times = np.arange(0, window + 1, dtype=float)
+    t_all = a["time_to_exit"].to_numpy(float)
+    e_all = a["event"].to_numpy(float)
+    g_all = a[var].to_numpy()
+    for level in sorted(pd.unique(g_all)):
+        sel = g_all == level
+        km = kaplan_meier(t_all[sel], e_all[sel])
+        key = int(level) if float(level).is_integer() else level
+        names.append(_GROUP_LABELS.get(var, {}).get(key, f"{var} = {level}"))
         times.append(km.time)
         surv.append(km.survival)
         lo.append(km.conf_low)
         hi.append(km.conf_high)
-        ns.append(len(sub))
-        evs.append(int(sub["event"].sum()))
-        share.append(km.at(float(window)))
-    return GroupSurvival(var, tuple(names), tuple(times), tuple(surv), tuple(lo), tuple(hi),
-                         tuple(ns), tuple(evs), tuple(share))
+        ns.append(int(sel.sum()))
+        evs.append(int(e_all[sel].sum()))
+        share.append(float(km.at(float(window))))
+        # at risk at t: firms still followed and not exited before t
+        risk.append(np.array([(t_all[sel] >= t).sum() for t in risk_times], dtype=float))
+    lr = logrank_test(t_all, e_all, g_all) if len(names) >= 2 else None
+    return GroupSurvival(
+        var, tuple(names), tuple(times), tuple(surv), tuple(lo), tuple(hi), tuple(ns), tuple(evs),
+        tuple(share), risk_times, tuple(risk),
+        lr.chi2 if lr else None, int(lr.df) if lr else None, lr.p_value if lr else None,
+    )

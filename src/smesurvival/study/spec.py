@@ -16,6 +16,8 @@ from typing import Any
 from smesurvival.errors import SpecError
 
 BUILTIN = ("lee2012",)
+_KINDS = ("binary", "time_to_exit", "competing")
+_EXIT_TYPES = ("failure", "acquisition", "other")
 _SIGNS = ("+", "-")
 _TESTS = ("one-sided", "two-sided")
 
@@ -87,6 +89,22 @@ class StudySpec:
     source: str = "<dict>"
     data_path: str | None = None  # [data] path, resolved against the spec file's folder
     data_sql: str | None = None  # [data] sql, a DuckDB query (on data_path if it is a database)
+    failure_types: tuple[str, ...] = ("failure", "acquisition", "other")  # exits that are events
+    cause: str | None = None  # outcome.kind = "competing": the exit type of interest
+    robustness_models: tuple[str, ...] = ()  # "cox", "discrete": the hypotheses re-judged
+    cause_specific: tuple[str, ...] = ()  # exit types with their own cause-specific Cox model
+    cause_specific_step: str | None = None
+    ph_step: str | None = None
+    ties: str = "efron"
+
+    @property
+    def main_model(self) -> str:
+        """The estimator of the main analysis, from outcome.kind and model.family."""
+        if self.outcome_kind == "binary":
+            return self.family
+        if self.outcome_kind == "competing":
+            return "finegray"
+        return self.family
 
     def step(self, name: str) -> Step:
         for s in self.steps:
@@ -132,7 +150,7 @@ def load_spec(name_or_path: str | Path) -> StudySpec:
     return spec_from_dict(raw, source)
 
 
-_TOP = {"study", "data", "columns", "measures", "outcome", "model", "steps", "hypotheses", "tests",
+_TOP = {"study", "data", "robustness", "columns", "measures", "outcome", "model", "steps", "hypotheses", "tests",
         "figures", "implications", "synthetic"}
 
 
@@ -158,15 +176,35 @@ def spec_from_dict(raw: dict[str, Any], source: str = "<dict>") -> StudySpec:
     """Validate a parsed TOML document and build the frozen spec."""
     _keys(raw, _TOP, "top level", source)
     st = _keys(raw.get("study", {}), {"name", "title", "reference"}, "study", source)
-    out = _keys(raw.get("outcome", {}), {"kind", "variable", "window_years"}, "outcome", source)
+    out = _keys(raw.get("outcome", {}), {"kind", "variable", "window_years", "failure_types", "cause"},
+                "outcome", source)
     kind = out.get("kind", "binary")
-    if kind != "binary":
-        raise SpecError(f"{source}: outcome.kind '{kind}' is not supported yet; use 'binary'")
+    if kind not in _KINDS:
+        raise SpecError(f"{source}: outcome.kind must be one of {', '.join(_KINDS)}; got '{kind}'")
+    failure_types = tuple(out.get("failure_types", ("failure", "acquisition", "other")))
+    bad_types = set(failure_types) - set(_EXIT_TYPES)
+    if bad_types or not failure_types:
+        raise SpecError(f"{source}: outcome.failure_types must be a non-empty list of {', '.join(_EXIT_TYPES)}")
+    if kind == "competing" and out.get("cause") not in _EXIT_TYPES:
+        raise SpecError(f"{source}: outcome.kind = 'competing' needs outcome.cause, one of {', '.join(_EXIT_TYPES)}")
     mdl = _keys(raw.get("model", {}), {"family", "vcov", "cluster", "weights", "conf_level",
                                        "center", "controls"}, "model", source)
-    family = mdl.get("family", "logit")
-    if family not in ("logit", "probit", "cloglog"):
-        raise SpecError(f"{source}: model.family must be logit, probit or cloglog; got '{family}'")
+    family = mdl.get("family", {"binary": "logit", "time_to_exit": "cox", "competing": "finegray"}[kind])
+    allowed = {"binary": ("logit", "probit", "cloglog"), "time_to_exit": ("cox", "discrete"),
+               "competing": ("finegray",)}[kind]
+    if family not in allowed:
+        raise SpecError(f"{source}: with outcome.kind '{kind}', model.family must be one of "
+                        f"{', '.join(allowed)}; got '{family}'")
+    rob = _keys(raw.get("robustness", {}), {"models", "cause_specific", "cause_specific_step",
+                                             "ph_step", "ties"}, "robustness", source)
+    for m in rob.get("models", []):
+        if m not in ("cox", "discrete"):
+            raise SpecError(f"{source}: robustness.models may hold cox and discrete; got '{m}'")
+    for c in rob.get("cause_specific", []):
+        if c not in _EXIT_TYPES:
+            raise SpecError(f"{source}: robustness.cause_specific may hold {', '.join(_EXIT_TYPES)}; got '{c}'")
+    if rob.get("ties", "efron") not in ("efron", "breslow"):
+        raise SpecError(f"{source}: robustness.ties must be efron or breslow")
     tests = _keys(raw.get("tests", {}), {"kind", "alpha"}, "tests", source)
     test_kind = tests.get("kind", "one-sided")
     alpha = float(tests.get("alpha", 0.05))
@@ -237,7 +275,18 @@ def spec_from_dict(raw: dict[str, Any], source: str = "<dict>") -> StudySpec:
         survival_by=tuple(figs.get("survival_by", ())), implications=tuple(imps),
         synthetic_n=int(syn.get("n", 1612)), synthetic_seed=int(syn.get("seed", 2012)),
         source=source, data_path=data_path, data_sql=dat.get("sql"),
+        failure_types=failure_types, cause=out.get("cause"),
+        robustness_models=tuple(rob.get("models", ())),
+        cause_specific=tuple(rob.get("cause_specific", ())),
+        cause_specific_step=_step_name(rob.get("cause_specific_step"), names, source, "cause_specific_step"),
+        ph_step=_step_name(rob.get("ph_step"), names, source, "ph_step"), ties=rob.get("ties", "efron"),
     )
+
+
+def _step_name(name: Any, names: set[str], source: str, key: str) -> str | None:
+    if name is not None and name not in names:
+        raise SpecError(f"{source}: robustness.{key} '{name}' is not a step")
+    return None if name is None else str(name)
 
 
 def _parse_steps(raw_steps: Any, source: str) -> tuple[Step, ...]:
