@@ -144,3 +144,71 @@ def test_spec_data_source_path_and_sql(tmp_path) -> None:
     (tmp_path / "sql.toml").write_text(toml + f'\n[data]\nsql = "{sql}"\n')
     r2 = run_study(tmp_path / "sql.toml")
     assert r2.flow.n_read == 1500
+
+
+def test_robustness_runs_rejudge_hypotheses_on_the_hazard_scale(result) -> None:
+    """Cox and discrete-time verdicts: survival hypotheses become negative hazard coefficients."""
+    assert [r.model for r in result.robustness] == ["cox", "discrete"]
+    for run in result.robustness:
+        v = {x.hypothesis: x for x in run.verdicts}
+        assert v["H1"].scale == "hazard" and v["H1"].expected_sign == "-"
+        assert v["H1"].estimate < 0 and v["H1"].supported
+        main = {x.hypothesis: x for x in result.verdicts}
+        # same sample, same centring: the sign of every judged term is opposite to the logit's
+        for h in v:
+            if abs(main[h].statistic) > 2:
+                assert np.sign(v[h].estimate) == -np.sign(main[h].estimate)
+        assert all(s.fit.nobs >= result.steps[0].fit.nobs for s in run.steps)
+
+
+def test_cox_robustness_equals_a_direct_cox_fit(result) -> None:
+    from smesurvival.models.cox import fit_cox
+    from smesurvival.study import robustness as rb
+
+    spec = load_spec("lee2012")
+    d = rb.hazard_frame(spec, _centred(result, spec))
+    cox = next(r for r in result.robustness if r.model == "cox")
+    m6 = next(s for s in cox.steps if s.name == "M6")
+    direct = fit_cox(m6.formula.split("~")[1], d, duration="time_to_exit", event="_event")
+    np.testing.assert_allclose(m6.fit.params, direct.params, rtol=1e-10)
+
+
+def test_cause_specific_ph_and_incidence(result) -> None:
+    types = [c.exit_type for c in result.cause_specific]
+    assert types == ["failure", "acquisition"]
+    failure = result.cause_specific[0]
+    assert failure.fit is not None and failure.n_events == failure.fit.n_events
+    assert result.ph_check is not None and result.ph_check.global_df == len(result.ph_check.terms)
+    inc = result.incidence
+    assert inc is not None and inc.exit_types[0] == "failure"
+    # cumulative incidences of all routes add up to 1 - KM overall at the window
+    from smesurvival.models.km import kaplan_meier
+
+    g = result.survival_by_group[0]
+    assert sum(inc.n_events) == sum(g.n_events)
+    a = _centred(result, load_spec("lee2012"))
+    km = kaplan_meier(a.time_to_exit.to_numpy(float), a.event.to_numpy(float))
+    assert sum(inc.at_window) == pytest.approx(1 - km.at(5.0), abs=1e-10)
+
+
+def test_numbers_at_risk_and_logrank(result) -> None:
+    g = result.survival_by_group[0]
+    assert list(g.risk_times) == [0, 1, 2, 3, 4, 5]
+    assert [int(x[0]) for x in g.at_risk] == list(g.n)
+    assert g.logrank_df == 1 and 0 <= g.logrank_p <= 1
+
+
+@pytest.mark.parametrize("kind,family", [("time_to_exit", "cox"), ("time_to_exit", "discrete"),
+                                         ("competing", "finegray")])
+def test_other_outcome_kinds_as_main_analysis(tmp_path, kind, family) -> None:
+    from importlib import resources
+
+    toml = resources.files("smesurvival.study").joinpath("lee2012.toml").read_text("utf-8")
+    toml = toml.replace('kind = "binary"', f'kind = "{kind}"' + ('\ncause = "failure"' if kind == "competing" else ""))
+    toml = toml.replace('family = "logit"', f'family = "{family}"')
+    toml = toml.replace('models = ["cox", "discrete"]', "models = []")
+    (tmp_path / "s.toml").write_text(toml)
+    r = run_study(tmp_path / "s.toml", robustness=False)
+    assert r.steps[0].fit.model == family
+    h1 = next(v for v in r.verdicts if v.hypothesis == "H1")
+    assert h1.scale == "hazard" and h1.estimate < 0
