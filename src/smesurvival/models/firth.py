@@ -20,7 +20,7 @@ from smesurvival.errors import ConvergenceError, FormulaError, UsageError
 from smesurvival.models.checks import check_rank
 from smesurvival.models.design import build_design, spec_to_dict
 from smesurvival.models.families import LOGIT
-from smesurvival.models.fit import fit_diagnostics, weights_column
+from smesurvival.models.fit import check_binary_outcome, fit_diagnostics, weights_column
 from smesurvival.models.result import FitResult
 
 _MAX_HALVINGS = 40
@@ -219,7 +219,7 @@ def fit_firth(
     if design.y is None:
         raise FormulaError(f"formula '{formula}' has no outcome: write 'outcome ~ terms'")
     X, y, terms = design.X, design.y, design.terms
-    _check_binary(y, design.formula.outcome)
+    check_binary_outcome(y, design.formula.outcome, "Firth logit")
     wopt = weights_column(data, weights, design.rows)
     w = np.ones(len(y)) if wopt is None else wopt
     check_rank(X, terms, wopt)
@@ -266,17 +266,6 @@ def fit_firth(
         sum_weights=float(w.sum()) if wopt is not None else None, diagnostics=diag,
         design_spec=spec_to_dict(design.spec), extra=extra, _spec=design.spec,
     )
-
-
-def _check_binary(y: np.ndarray, outcome: str | None) -> None:
-    """Refuse an outcome that is not coded 0/1, naming the column and the values found."""
-    bad = ~np.isin(y, (0.0, 1.0))
-    if bad.any():
-        vals = ", ".join(map(repr, sorted(set(np.unique(y[bad]).tolist()))[:5]))
-        raise FormulaError(
-            f"outcome column '{outcome}' must be 0/1 for a Firth logit model; found {vals} "
-            f"in {int(bad.sum())} row(s)"
-        )
 
 
 def _null_prob(y: np.ndarray, w: np.ndarray) -> float:

@@ -82,13 +82,7 @@ def fit(
         raise FormulaError(f"formula '{formula}' has no outcome: write 'outcome ~ terms'")
     X, y = design.X, design.y
     outcome = design.formula.outcome
-    bad = ~np.isin(y, (0.0, 1.0))
-    if bad.any():
-        vals = ", ".join(map(repr, sorted(set(np.unique(y[bad]).tolist()))[:5]))
-        raise FormulaError(
-            f"outcome column '{outcome}' must be 0/1 for a {model} model; found {vals} "
-            f"in {int(bad.sum())} row(s)"
-        )
+    check_binary_outcome(y, outcome, model)
     w = weights_column(data, weights, design.rows)
     fam = FAMILIES[model]
     check_rank(X, design.terms, w)
@@ -131,6 +125,17 @@ def fit(
         diagnostics=fit_diagnostics(X, design.terms, mu, extreme, est.info),
         design_spec=spec_to_dict(design.spec), _spec=design.spec,
     )
+
+
+def check_binary_outcome(y: np.ndarray, outcome: str | None, model: str) -> None:
+    """Refuse an outcome that is not coded 0/1, naming the column and the values found."""
+    bad = ~np.isin(y, (0.0, 1.0))
+    if bad.any():
+        vals = ", ".join(map(repr, sorted(set(np.unique(y[bad]).tolist()))[:5]))
+        raise FormulaError(
+            f"outcome column '{outcome}' must be 0/1 for a {model} model; found {vals} "
+            f"in {int(bad.sum())} row(s)"
+        )
 
 
 def weights_column(data: pd.DataFrame, col: str | None, rows: np.ndarray) -> np.ndarray | None:
