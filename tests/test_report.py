@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
+from html import escape as html_escape
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +18,21 @@ from scipy import stats
 from smesurvival.data.flow import SampleFlow
 from smesurvival.models.fit import fit
 from smesurvival.report import figures as figmod
-from smesurvival.report.build import write_report
+from smesurvival.report.build import render_html, render_markdown, write_report
 from smesurvival.report.render import to_html, to_markdown, to_text
-from smesurvival.report.serialize import SYNTHETIC_BANNER, result_to_dict
+from smesurvival.report.serialize import SYNTHETIC_BANNER, dumps, result_to_dict
+from smesurvival.report.survival_tables import (
+    all_runs,
+    at_risk_table,
+    cause_specific_table,
+    comparison_step,
+    cross_model_verdict_table,
+    fmt_ratio,
+    hazard_ratio_table,
+    incidence_table,
+    logrank_line,
+    ph_table,
+)
 from smesurvival.report.tables import (
     Table,
     descriptives_table,
@@ -32,6 +46,7 @@ from smesurvival.report.tables import (
     verdict_table,
 )
 from smesurvival.study.result import (
+    CauseSpecificFit,
     Descriptives,
     GroupSurvival,
     Implication,
@@ -406,7 +421,8 @@ def test_markdown_report(report, result: StudyResult) -> None:
     md = report.markdown.read_text()
     assert SYNTHETIC_BANNER in md
     for heading in ("Sample flow", "Hierarchical logit", "verdicts beside the 2012 study",
-                    "Figures", "Implications in plain words", "Validation warnings",
+                    "Interaction on the probability scale", "Implications in plain words",
+                    "Validation warnings",
                     "Methods note"):
         assert heading in md
     assert "](figures/interaction.png)" in md
@@ -501,3 +517,263 @@ def test_real_run_renders(tmp_path: Path) -> None:
     d = json.loads(files.json.read_text())
     assert d["study"] == "lee2012" and len(d["verdicts"]) == len(res.verdicts)
     assert ("SYNTHETIC DATA" in files.html.read_text()) is res.synthetic
+
+
+# ---- time to exit: survival curves, robustness, PH, exit routes ------------------------------
+
+Z95 = stats.norm.ppf(0.975)
+
+
+@pytest.fixture(scope="module")
+def real() -> StudyResult:
+    from smesurvival.study import run_study
+
+    return run_study("lee2012")
+
+
+@pytest.fixture(scope="module")
+def real_report(real: StudyResult, tmp_path_factory: pytest.TempPathFactory):
+    return write_report(real, tmp_path_factory.mktemp("real") / "out")
+
+
+def _ratio_cell(b: float, se: float) -> str:
+    """exp(b) [exp(b ± z·se)], formatted independently of the report code."""
+    return f"{math.exp(b):.3f} [{math.exp(b - Z95 * se):.3f}, {math.exp(b + Z95 * se):.3f}]"
+
+
+def _row(t: Table, first: str) -> tuple[str, ...]:
+    return next(r for r in t.rows if r[0] == first)
+
+
+def test_real_result_has_time_to_exit_parts(real: StudyResult) -> None:
+    assert [r.model for r in real.robustness] == ["cox", "discrete"]
+    assert real.ph_check is not None and real.incidence is not None and real.cause_specific
+    assert [r.model for r in all_runs(real)] == ["logit", "cox", "discrete"]
+    assert comparison_step(real) == "M6"
+
+
+def test_at_risk_table_and_logrank_line(real: StudyResult, real_report) -> None:
+    md = real_report.markdown.read_text()
+    html = real_report.html.read_text()
+    for gs in real.survival_by_group:
+        t = at_risk_table(gs)
+        assert t.columns == ("Group", *(f"{y:g}" for y in gs.risk_times))
+        for row, name, counts in zip(t.rows, gs.groups, gs.at_risk, strict=True):
+            assert row[0] == name
+            assert row[1:] == tuple(f"{int(c):,}" for c in counts)
+        line = logrank_line(gs)
+        assert f"χ² = {gs.logrank_chi2:.3f}, df = {gs.logrank_df}" in line
+        p = gs.logrank_p
+        assert ("p < .001" if p < .001 else f"p = {p:.3f}".replace("= 0.", "= .")) in line
+        assert line in md and html_escape(line) in html
+        assert to_markdown(t) in md
+    assert "Survival curves" in md
+    # the at-risk table comes right after its figure
+    i_fig = md.index("figures/survival_by_exporter.png")
+    assert i_fig < md.index("Numbers at risk by exporter") < md.index("survival_by_rd_alliance.png")
+
+
+def test_at_risk_absent_without_numbers(result: StudyResult) -> None:
+    assert at_risk_table(result.survival_by_group[0]) is None
+    assert logrank_line(result.survival_by_group[0]) is None
+
+
+def test_hazard_ratio_table_numbers(real: StudyResult) -> None:
+    runs = all_runs(real)
+    t = hazard_ratio_table(runs, "M6")
+    assert t.columns == ("", "Logit OR [95% CI]", "p", "Cox HR [95% CI]", "p",
+                         "Discrete-time HR [95% CI]", "p")
+    logit, cox, disc = (next(s.fit for s in r.steps if s.name == "M6") for r in runs)
+    row = _row(t, label("export_ratio"))
+    for col, f in ((1, logit), (3, cox), (5, disc)):
+        j = f.index("export_ratio")
+        assert row[col] == _ratio_cell(f.params[j], f.se[j])
+        assert row[col + 1] == fmt_p(f.pvalues[j])
+    # the logit column is the odds ratio the fit itself reports
+    tidy = logit.tidy().set_index("term")
+    assert row[1].startswith(f"{tidy.loc['export_ratio', 'exp_estimate']:.3f} [")
+    # extreme interaction ratios are written in scientific notation, not as 500000.000
+    inter = _row(t, label("export_ratio:rd_intensity"))
+    j = cox.index("export_ratio:rd_intensity")
+    assert inter[3].startswith(fmt_ratio(math.exp(cox.params[j])) + " [")
+    assert fmt_ratio(514883.78) == "5.15e+05" and fmt_ratio(0.656) == "0.656"
+    firsts = [r[0] for r in t.rows]
+    assert _row(t, "Industry dummies")[1::2] == ("Yes",) * 3
+    assert not any("C(" in c or c == "Constant" for c in firsts)
+    assert _row(t, "N (firms / firm-years)")[1::2] == (
+        f"{logit.nobs:,}", f"{cox.nobs:,}", f"{disc.extra['n_subjects']:,} / {disc.nobs:,}")
+    assert _row(t, "Exits (events)")[1::2] == (
+        f"{int(logit.nobs - logit.n_events):,}", f"{int(cox.n_events):,}",
+        f"{int(disc.n_events):,}")
+    assert _row(t, "Concordance (C)")[3] == f"{cox.extra['concordance']['c_index']:.3f}"
+    assert _row(t, "Concordance (C)")[1] == _row(t, "Concordance (C)")[5] == "—"
+    assert _row(t, "Log-likelihood")[1::2] == tuple(f"{f.loglik:.3f}" for f in (logit, cox, disc))
+    notes = " ".join(t.notes)
+    assert "OR > 1 = better survival" in notes and "HR < 1 = lower exit hazard" in notes
+
+
+def _flip(run, hypothesis: str):
+    vs = tuple(dataclasses.replace(v, supported=not v.supported) if v.hypothesis == hypothesis
+               else v for v in run.verdicts)
+    return dataclasses.replace(run, verdicts=vs)
+
+
+def test_cross_model_table_marks_disagreement(real: StudyResult) -> None:
+    cox, disc = real.robustness
+    res = dataclasses.replace(real, robustness=(_flip(_flip(cox, "H2a"), "H4"), _flip(disc, "H4")))
+    t = cross_model_verdict_table(all_runs(res))
+    assert t.columns == ("Hypothesis", "2012 study", "Logit (main)", "Cox", "Discrete-time",
+                         "Holds across models")
+    rows = {r[0].split()[0]: r for r in t.rows}
+    assert list(rows) == [v.hypothesis for v in real.verdicts]
+    main = {v.hypothesis: v.supported for v in real.verdicts}
+    assert rows["H2a"][3] == ("Supported" if not main["H2a"] else "Not supported")
+    assert rows["H2a"][4] == ("Supported" if main["H2a"] else "Not supported")
+    assert rows["H2a"][-1] == "✗ differs under Cox"
+    assert rows["H4"][-1] == "✗ differs under Cox, Discrete-time"
+    for h in ("H1", "H2b", "H3a", "H3b", "H5"):
+        assert rows[h][-1] == "✓"
+    assert rows["H3a"][0] == "H3a (Export ratio × R&D intensity)"
+    assert any("negative coefficient" in n for n in t.notes)
+    # the unmodified result agrees everywhere
+    t0 = cross_model_verdict_table(all_runs(real))
+    assert all(r[-1] == "✓" for r in t0.rows)
+
+
+def test_ph_table(real: StudyResult) -> None:
+    ph = real.ph_check
+    t = ph_table(ph)
+    assert len(t.rows) == len(ph.terms) + 1
+    for row, term, c, p in zip(t.rows, ph.terms, ph.chisq, ph.p_value, strict=False):
+        assert row[0] == label(term) and row[1] == f"{c:.3f}" and row[3] == fmt_p(p)
+        assert bool(row[4]) is bool(p < ph.alpha)
+    assert t.rows[-1] == ("Global test", f"{ph.global_chisq:.3f}", str(ph.global_df),
+                          fmt_p(ph.global_p), "⚑ yes" if ph.global_p < ph.alpha else "")
+
+
+def test_incidence_and_cause_specific_tables(real: StudyResult) -> None:
+    inc = real.incidence
+    t = incidence_table(inc, real.window_years)
+    for row, et, n, at_w in zip(t.rows, inc.exit_types, inc.n_events, inc.at_window,
+                                strict=True):
+        assert row[0].lower().startswith(et) and row[1] == f"{n:,}"
+        assert row[2].startswith(f"{100 * at_w:.1f}% [")
+    cs = cause_specific_table(real.cause_specific)
+    assert cs.columns == ("", "Failure HR [95% CI]", "p", "Acquisition HR [95% CI]", "p")
+    fail = real.cause_specific[0].fit
+    j = fail.index("export_ratio")
+    row = _row(cs, label("export_ratio"))
+    assert row[1] == _ratio_cell(fail.params[j], fail.se[j]) and row[2] == fmt_p(fail.pvalues[j])
+    assert _row(cs, "Exits of this route (events)")[1::2] == tuple(
+        f"{c.n_events:,}" for c in real.cause_specific)
+    # a route that could not be estimated: dashes, and the note instead
+    broken = CauseSpecificFit("acquisition", "M2", None, 2, "not estimable with 2 exits")
+    cs2 = cause_specific_table((real.cause_specific[0], broken))
+    assert _row(cs2, label("export_ratio"))[3] == "—"
+    assert "Acquisition: not estimable with 2 exits." in cs2.notes
+    assert cause_specific_table(()) is None
+
+
+def test_real_report_sections(real: StudyResult, real_report) -> None:
+    md = real_report.markdown.read_text()
+    html = real_report.html.read_text()
+    for heading in ("Survival curves", "Time to exit: robustness", "Proportional hazards",
+                    "Exit routes", "Hierarchical logit models"):
+        assert f"## {heading}" in md and f"<h2>{heading}</h2>" in html
+    assert real.ph_check.note in md and html_escape(real.ph_check.note) in html
+    assert "An acquired firm has not failed" in md and "An acquired firm has not failed" in html
+    assert "](figures/exit_routes.png)" in md
+    assert html.count("data:image/png;base64,") == 2 + len(real.survival_by_group)
+    for block in _md_table_blocks(md):
+        assert len({_md_cells(line) for line in block}) == 1
+    methods = md[md.index("## Methods note"):]
+    for phrase in ("Efron", "complementary log-log", "clustered by firm", "month precision",
+                   "half a month", "negative hazard coefficients"):
+        assert phrase in methods
+    svg = (real_report.out_dir / "figures" / "exit_routes.svg").read_text()
+    assert ("SYNTHETIC DATA" in svg) is real.synthetic
+
+
+def test_absent_sections_are_omitted(report, real: StudyResult) -> None:
+    md, html = report.markdown.read_text(), report.html.read_text()
+    for text in ("Numbers at risk", "Log-rank", "Time to exit: robustness",
+                 "Proportional hazards", "Exit routes", "Time-to-exit models"):
+        assert text not in md and text not in html
+    assert not (report.out_dir / "figures" / "exit_routes.png").exists()
+    bare = dataclasses.replace(real, robustness=(), ph_check=None, incidence=None,
+                               cause_specific=())
+    md2 = render_markdown(bare)
+    for text in ("Time to exit: robustness", "Proportional hazards", "Exit routes"):
+        assert text not in md2
+    assert "Numbers at risk" in md2  # the KM numbers are still there
+    # cause-specific fits without incidence: the section stays, without figure or CIF table
+    part = dataclasses.replace(real, incidence=None)
+    md3 = render_markdown(part)
+    assert "## Exit routes" in md3 and "Cumulative incidence at" not in md3
+    assert "Failure HR [95% CI]" in md3
+
+
+def test_hazard_main_model_is_not_called_logit(real: StudyResult) -> None:
+    cox, disc = real.robustness
+    res = dataclasses.replace(real, steps=cox.steps, verdicts=cox.verdicts, robustness=(disc,),
+                              curves=None, implications=())
+    md, html = render_markdown(res), render_html(res)
+    assert "Hierarchical logit" not in md and "log-odds" not in md
+    assert "## Hierarchical Cox models" in md and "<h2>Hierarchical Cox models</h2>" in html
+    assert "Table 2. Hierarchical Cox models of time to exit" in md
+    assert "Partial log-likelihood" in md
+    t = cross_model_verdict_table(all_runs(res))
+    assert t.columns[2:4] == ("Cox (main)", "Discrete-time")
+    assert "expected sign of the coefficient is flipped" in md
+
+
+def test_incidence_figure(real: StudyResult) -> None:
+    for synthetic in (True, False):
+        fig = figmod.incidence_figure(real.incidence, synthetic, window_years=5)
+        assert ("SYNTHETIC DATA" in _texts(fig)) is synthetic
+        ax = fig.axes[0]
+        assert ax.get_xlabel() == "Years since survey"
+        assert ax.get_ylabel().startswith("Share of firms that exited by")
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert legend == [f"{n} (exits = {k:,})" for n, k in
+                          zip(("Failure", "Acquisition", "Other exit"),
+                              real.incidence.n_events, strict=True)]
+
+
+def test_results_json_new_keys_round_trip(real: StudyResult, real_report) -> None:
+    d = json.loads(real_report.json.read_text())
+    assert d["model"] == "logit"
+    assert [r["model"] for r in d["robustness"]] == ["cox", "discrete"]
+    cox = d["robustness"][0]
+    assert [s["name"] for s in cox["steps"]] == [s.name for s in real.robustness[0].steps]
+    assert "design_spec" not in cox["steps"][0]["fit"]
+    f = real.robustness[0].steps[-1].fit
+    assert cox["steps"][-1]["fit"]["params"]["export_ratio"] == pytest.approx(
+        f.params[f.index("export_ratio")])
+    assert cox["verdicts"][0]["scale"] == "hazard" and cox["verdicts"][0]["verdict"] in (
+        "supported", "not supported")
+    cs = d["cause_specific"]
+    assert [c["exit_type"] for c in cs] == ["failure", "acquisition"]
+    assert cs[0]["n_events"] == real.cause_specific[0].n_events
+    assert "design_spec" not in cs[0]["fit"]
+    assert d["ph_check"]["terms"] == list(real.ph_check.terms)
+    assert d["ph_check"]["p_value"] == pytest.approx(list(real.ph_check.p_value))
+    assert d["incidence"]["exit_types"] == list(real.incidence.exit_types)
+    assert d["incidence"]["estimate"][0] == pytest.approx(list(real.incidence.estimate[0]))
+    g = d["survival_by_group"][0]
+    gs = real.survival_by_group[0]
+    assert g["risk_times"] == list(gs.risk_times) and g["at_risk"][1] == list(gs.at_risk[1])
+    assert g["logrank_p"] == pytest.approx(gs.logrank_p) and g["logrank_df"] == gs.logrank_df
+    # one serialiser: the file is result_to_dict, and it round-trips through JSON unchanged
+    assert d == json.loads(dumps(real))
+    assert json.loads(dumps(real)) == result_to_dict(real)
+    # NaN -> null in the new parts too
+    ph = dataclasses.replace(real.ph_check, global_p=float("nan"))
+    d2 = result_to_dict(dataclasses.replace(real, ph_check=ph))
+    assert d2["ph_check"]["global_p"] is None
+    json.dumps(d2, allow_nan=False)
+    # absent parts: empty lists and nulls
+    d3 = result_to_dict(dataclasses.replace(real, robustness=(), cause_specific=(),
+                                            ph_check=None, incidence=None))
+    assert d3["robustness"] == [] and d3["cause_specific"] == []
+    assert d3["ph_check"] is None and d3["incidence"] is None

@@ -23,12 +23,26 @@ from smesurvival.errors import UsageError
 from smesurvival.report import figures as _figures
 from smesurvival.report.render import TABLE_CSS, to_html, to_markdown
 from smesurvival.report.serialize import SYNTHETIC_BANNER, dumps
+from smesurvival.report.survival_tables import (
+    all_runs,
+    at_risk_table,
+    cause_specific_table,
+    comparison_step,
+    cross_model_verdict_table,
+    hazard_ratio_table,
+    incidence_table,
+    logrank_line,
+    ph_table,
+)
 from smesurvival.report.tables import (
+    HAZARD_MODELS,
     Table,
     descriptives_table,
     fmt_int,
     implications_table,
     lower_first,
+    model_name,
+    models_heading,
     regression_table,
     sample_flow_table,
     short_label,
@@ -42,6 +56,13 @@ if TYPE_CHECKING:
 
 #: Names a report folder may hold; an existing ``out_dir`` with anything else is left alone.
 REPORT_ENTRIES = frozenset({"report.md", "report.html", "results.json", "figures"})
+
+#: Why failure and acquisition are kept apart (shown in the exit-routes section).
+EXIT_ROUTES_TEXT = (
+    "An acquired firm has not failed: its business usually goes on inside the buyer, and being "
+    "bought can reward the owners, so a firm characteristic that lowers the hazard of failure "
+    "need not lower the hazard of acquisition, and the two routes can differ."
+)
 
 
 @dataclass(frozen=True)
@@ -61,6 +82,8 @@ class _Figure:
     caption: str
     png: Path
     svg: Path
+    kind: str = "interaction"  # "interaction", "survival" (key: group variable), "incidence"
+    key: str = ""
 
 
 # ---- the pieces every output shares ----------------------------------------------------------
@@ -75,18 +98,31 @@ def _outcome_is_survival(result: StudyResult) -> bool:
     return "surviv" in result.outcome.lower()
 
 
+def _main_model(result: StudyResult) -> str:
+    return result.steps[0].fit.model if result.steps else "logit"
+
+
 def build_tables(result: StudyResult) -> dict[str, Table]:
-    """The report's tables by key: flow, descriptives, regression, verdicts, implications."""
+    """The report's tables by key: flow, descriptives, regression, verdicts, implications, and
+    when the result holds them ``at_risk:<group variable>``, ``hazard_ratios``,
+    ``cross_model``, ``ph``, ``incidence`` and ``cause_specific``."""
     w = result.window_years
     tables = {
         "flow": sample_flow_table(result.flow),
         "descriptives": descriptives_table(result.descriptives),
     }
+    survival = _outcome_is_survival(result)
     if result.steps:
+        hazard = _main_model(result) in HAZARD_MODELS
+        if hazard:
+            dependent = "time to exit in years since the survey (event = exit)"
+        elif survival:
+            dependent = f"survived the {w}-year window (1 = yes)"
+        else:
+            dependent = f"exited within the {w}-year window (1 = yes)"
         tables["regression"] = regression_table(
-            result.steps, centering=result.centering,
-            outcome_is_survival=_outcome_is_survival(result),
-            dependent=f"survived the {w}-year window (1 = yes)",
+            result.steps, centering=result.centering, outcome_is_survival=survival,
+            dependent=dependent,
         )
     if result.verdicts:
         tables["verdicts"] = verdict_table(result.verdicts)
@@ -95,19 +131,52 @@ def build_tables(result: StudyResult) -> dict[str, Table]:
             result.implications,
             title=f"Implications: predicted probability of surviving the {w}-year window",
         )
+    for gs in result.survival_by_group:
+        t = at_risk_table(gs)
+        if t is not None:
+            tables[f"at_risk:{gs.group_variable}"] = t
+    if result.robustness:
+        runs = all_runs(result)
+        step = comparison_step(result)
+        hr = hazard_ratio_table(runs, step, outcome_is_survival=survival) if step else None
+        if hr is not None:
+            tables["hazard_ratios"] = hr
+        cm = cross_model_verdict_table(runs)
+        if cm is not None:
+            tables["cross_model"] = cm
+    if result.ph_check is not None:
+        tables["ph"] = ph_table(result.ph_check)
+    if result.incidence is not None:
+        tables["incidence"] = incidence_table(result.incidence, w)
+    cs = cause_specific_table(result.cause_specific)
+    if cs is not None:
+        tables["cause_specific"] = cs
     return tables
 
 
 def methods_note(result: StudyResult) -> str:
     """One paragraph: outcome, estimator, centring, the tests as stated and alpha."""
     w = result.window_years
-    parts = [
-        f"Outcome: {result.outcome} = 1 if the firm was still operating {w} years after the "
-        f"survey (survived the {w}-year window), 0 if it exited within the window "
-        f"({fmt_int(result.n_events)} exits).",
-        "Models: hierarchical logit models fitted by maximum likelihood, each step nested in "
-        "the next and compared by likelihood-ratio tests.",
-    ]
+    model = _main_model(result)
+    if model in HAZARD_MODELS:
+        exits = result.steps[0].fit.n_events if result.steps else result.n_events
+        cause = getattr(result.spec, "cause", None) if model == "finegray" else None
+        events = (f"exits by {cause} counted as events, exits by other routes as competing "
+                  "events" if cause else "exits counted as events")
+        parts = [
+            f"Outcome: time to exit, in years since the survey ({fmt_int(exits)} {events}; "
+            "firms still operating are censored at the end of their follow-up).",
+            f"Models: {lower_first(models_heading(model))}, each step nested in the next and "
+            "compared by likelihood-ratio tests.",
+        ]
+    else:
+        parts = [
+            f"Outcome: {result.outcome} = 1 if the firm was still operating {w} years after "
+            f"the survey (survived the {w}-year window), 0 if it exited within the window "
+            f"({fmt_int(result.n_events)} exits).",
+            f"Models: {lower_first(models_heading(model))} fitted by maximum likelihood, each "
+            "step nested in the next and compared by likelihood-ratio tests.",
+        ]
     if result.centering:
         names = ", ".join(short_label(v) for v in result.centering)
         parts.append(f"Predictors mean-centred before forming the interaction terms: {names}; "
@@ -124,9 +193,52 @@ def methods_note(result: StudyResult) -> str:
         alphas = ", ".join(f"{a:g}" for a in sorted({v.alpha for v in result.verdicts}))
         parts.append(f"Hypothesis tests, as the study spec states: {'; '.join(tests)}; "
                      f"alpha = {alphas}. Stars in Table 2 use two-sided p-values.")
-    parts.append("Interaction effects are also shown on the probability scale (figure), since a "
-                 "logit interaction coefficient is not the interaction effect on survival "
-                 "probability (Ai & Norton 2003).")
+    if result.curves is not None:
+        parts.append("Interaction effects are also shown on the probability scale (figure), "
+                     f"since a {lower_first(model_name(model))} interaction coefficient is not "
+                     "the interaction effect on survival probability (Ai & Norton 2003).")
+    hazard_text = _time_to_exit_note(result)
+    return " ".join(parts) + (f"\n\n{hazard_text}" if hazard_text else "")
+
+
+def _time_to_exit_note(result: StudyResult) -> str:
+    """The methods of the time-to-exit models, stated from the fits themselves."""
+    runs = all_runs(result)
+    fits = {r.model: r.steps[-1].fit for r in runs if r.steps}
+    if not (set(fits) & set(HAZARD_MODELS) or result.cause_specific or result.incidence):
+        return ""
+    parts = ["Time-to-exit models: time is measured in years since the survey year, with month "
+             "precision; firms still operating are censored at the end of their follow-up, and "
+             "exits dated in the survey year itself are placed half a month into the follow-up "
+             "(hazard models need positive times)."]
+    if "cox" in fits or result.cause_specific:
+        cox = fits.get("cox") or next((c.fit for c in result.cause_specific if c.fit), None)
+        ties = str(cox.extra.get("ties", "efron")) if cox is not None else "efron"
+        parts.append(f"Cox proportional-hazards models are fitted by partial likelihood with "
+                     f"{ties.capitalize()}'s approximation for tied exit times.")
+    if "discrete" in fits:
+        f = fits["discrete"]
+        if f.cluster_var in ("firm_id", "id") or (f.n_clusters is not None and
+                                                 f.n_clusters == f.extra.get("n_subjects")):
+            se = "standard errors clustered by firm"
+        elif f.cluster_var:
+            se = f"standard errors clustered by {f.cluster_var}"
+        else:
+            se = f"{f.vcov_type} standard errors"
+        parts.append("The discrete-time model is a complementary log-log hazard on firm-years "
+                     "(one row per firm and year at risk) with a dummy for each year of "
+                     f"follow-up as the baseline hazard and {se}; its exponentiated "
+                     "coefficients are hazard ratios, comparable with the Cox model's.")
+    if set(fits) & set(HAZARD_MODELS) and result.verdicts:
+        parts.append("The hypotheses speak of survival, so in the hazard models they are "
+                     "tested as negative hazard coefficients (a hazard ratio below 1 means "
+                     "better survival), with the same test and alpha.")
+    if result.cause_specific:
+        parts.append("Cause-specific Cox models treat exits by one route as events and censor "
+                     "firms that left by another route.")
+    if result.incidence is not None:
+        parts.append("The cumulative incidence of each exit route is the Aalen–Johansen "
+                     "estimate, which accounts for the competing routes.")
     return " ".join(parts)
 
 
@@ -134,7 +246,7 @@ def _make_figures(result: StudyResult, fig_dir: Path) -> list[_Figure]:
     """Draw and save every figure; return them in report order with captions."""
     out: list[_Figure] = []
     w = result.window_years
-    made: list[tuple[str, str, Callable[[], Figure]]] = []
+    made: list[tuple[str, str, Callable[[], Figure], str, str]] = []
     c = result.curves
     if c is not None:
         made.append((
@@ -144,6 +256,7 @@ def _make_figures(result: StudyResult, fig_dir: Path) -> list[_Figure]:
             f"{short_label(c.moderator)} (model {c.step}); shaded bands are 95% confidence "
             "intervals.",
             partial(_figures.interaction_figure, c, result.synthetic, window_years=w),
+            "interaction", "",
         ))
     for gs in result.survival_by_group:
         made.append((
@@ -151,11 +264,23 @@ def _make_figures(result: StudyResult, fig_dir: Path) -> list[_Figure]:
             f"Kaplan–Meier survival by {lower_first(short_label(gs.group_variable))}; shaded "
             "bands are 95% confidence intervals, the dotted line marks the window.",
             partial(_figures.group_survival_figure, gs, result.synthetic, window_years=w),
+            "survival", gs.group_variable,
         ))
-    for i, (stem, caption, draw) in enumerate(made, start=1):
+    if result.incidence is not None:
+        made.append((
+            "exit_routes",
+            "Cumulative incidence of exit by route (Aalen–Johansen, with the other routes as "
+            "competing events): the share of firms that left by each route, years after the "
+            "survey; shaded bands are 95% confidence intervals, the dotted line marks the "
+            "window.",
+            partial(_figures.incidence_figure, result.incidence, result.synthetic,
+                    window_years=w),
+            "incidence", "",
+        ))
+    for i, (stem, caption, draw, kind, key) in enumerate(made, start=1):
         fig = draw()
         png, svg = _figures.save(fig, fig_dir, stem)
-        out.append(_Figure(stem, f"Figure {i}. {caption}", png, svg))
+        out.append(_Figure(stem, f"Figure {i}. {caption}", png, svg, kind, key))
     return out
 
 
@@ -167,18 +292,37 @@ def _context(result: StudyResult, figs: list[_Figure], fmt: str) -> dict[str, An
     rendered = {k: (Markup(render(t)) if fmt == "html" else render(t)) for k, t in tables.items()}
     prov = result.provenance
     gen = prov.generator or {}
+
+    def fig_dict(f: _Figure) -> dict[str, str]:
+        return {"caption": f.caption, "png": f"figures/{f.png.name}",
+                "svg": f"figures/{f.svg.name}",
+                "b64": base64.b64encode(f.png.read_bytes()).decode("ascii")
+                if fmt == "html" else ""}
+
+    by_group = {f.key: fig_dict(f) for f in figs if f.kind == "survival"}
+    survival = []
+    for gs in result.survival_by_group:
+        entry = {"figure": by_group.get(gs.group_variable),
+                 "at_risk": rendered.get(f"at_risk:{gs.group_variable}", ""),
+                 "logrank": logrank_line(gs) or ""}
+        if entry["figure"] or entry["at_risk"] or entry["logrank"]:
+            survival.append(entry)
+    cif = next((fig_dict(f) for f in figs if f.kind == "incidence"), None)
+    ph = result.ph_check
     return {
         "r": result,
         "prov": prov,
         "generator": {k: gen[k] for k in ("seed", "n") if k in gen},
         "banner": SYNTHETIC_BANNER,
         "tables": rendered,
-        "methods": methods_note(result),
-        "figures": [
-            {"caption": f.caption, "png": f"figures/{f.png.name}", "svg": f"figures/{f.svg.name}",
-             "b64": base64.b64encode(f.png.read_bytes()).decode("ascii") if fmt == "html" else ""}
-            for f in figs
-        ],
+        "methods": methods_note(result).split("\n\n"),
+        "models_heading": models_heading(_main_model(result)),
+        "figures": [fig_dict(f) for f in figs if f.kind == "interaction"],
+        "survival": survival,
+        "robustness": "hazard_ratios" in rendered or "cross_model" in rendered,
+        "ph_note": ph.note if ph is not None else "",
+        "exit_routes": {"figure": cif, "text": EXIT_ROUTES_TEXT}
+        if cif or "incidence" in rendered or "cause_specific" in rendered else None,
         "css": Markup(TABLE_CSS),
         "n_rows": fmt_int(prov.n_rows),
     }

@@ -1,4 +1,5 @@
-"""Figures for the report: the interaction plot and Kaplan–Meier survival by group.
+"""Figures for the report: the interaction plot, Kaplan–Meier survival by group and the
+cumulative incidence of each exit route.
 
 matplotlib is imported lazily inside the functions (``import smesurvival`` stays light) and
 figures are built on the object-oriented API with the Agg canvas, never through pyplot, so
@@ -19,7 +20,7 @@ from smesurvival.report.tables import label, lower_first, short_label
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from smesurvival.study.result import GroupSurvival, InteractionCurves
+    from smesurvival.study.result import GroupSurvival, IncidenceCurves, InteractionCurves
 
 SYNTHETIC_MARK = "SYNTHETIC DATA"
 SYNTHETIC_GID = "smesurvival-synthetic-mark"
@@ -146,6 +147,56 @@ def group_survival_figure(
     _style_axes(ax)
     ax.legend(title=f"Kaplan–Meier (shaded: {conf_level:.0%} CI)", frameon=False,
               fontsize=9, title_fontsize=9, loc="lower left")
+    if synthetic:
+        mark_synthetic(fig)
+    return fig
+
+
+def incidence_figure(
+    inc: IncidenceCurves,
+    synthetic: bool,
+    *,
+    window_years: int | None = None,
+    route_labels: Mapping[str, str] | None = None,
+    conf_level: float = 0.95,
+) -> Figure:
+    """Aalen–Johansen cumulative incidence step curves, one per exit route, with CI bands."""
+    from smesurvival.report.survival_tables import exit_name
+
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    ymax = 0.0
+    tmax = 0.0
+    for i, et in enumerate(inc.exit_types):
+        color = _COLORS[i % len(_COLORS)]
+        t, est, lo, hi = (np.asarray(a, dtype=float) for a in (
+            inc.times[i], inc.estimate[i], inc.conf_low[i], inc.conf_high[i]))
+        if t.size == 0 or t[0] > 0:  # every curve starts at 0 exits at time 0
+            t, est, lo, hi = np.r_[0.0, t], np.r_[0.0, est], np.r_[0.0, lo], np.r_[0.0, hi]
+        lo_f = np.nan_to_num(lo, nan=0.0)
+        hi_f = np.where(np.isnan(hi), est, hi)
+        name = (route_labels or {}).get(et) or exit_name(et)
+        ax.fill_between(t, lo_f, hi_f, step="post", color=color, alpha=0.15, linewidth=0)
+        ax.step(t, est, where="post", color=color, linewidth=2,
+                linestyle=_LINESTYLES[i % len(_LINESTYLES)],
+                label=f"{name} (exits = {inc.n_events[i]:,})")
+        ymax = max(ymax, float(np.nanmax(hi_f)) if hi_f.size else 0.0)
+        tmax = max(tmax, float(t.max()) if t.size else 0.0)
+    if window_years:
+        ax.axvline(window_years, color="#888888", linestyle=":", linewidth=1)
+        ax.annotate(f"{window_years}-year window", xy=(window_years, 1.0),
+                    xycoords=("data", "axes fraction"), xytext=(-4, -4),
+                    textcoords="offset points", ha="right", va="top", fontsize=8,
+                    color="#555555")
+        tmax = max(tmax, float(window_years))
+    ax.set_xlim(0.0, 1.02 * tmax if tmax > 0 else 1.0)
+    ax.set_ylim(0.0, min(1.0, max(0.05, 1.1 * ymax)))
+    ax.set_xlabel("Years since survey")
+    ax.set_ylabel("Share of firms that exited by each route")
+    ax.set_title("Exit routes: cumulative incidence", loc="left", fontsize=11)
+    _style_axes(ax)
+    ax.legend(title=f"Aalen–Johansen (shaded: {conf_level:.0%} CI)", frameon=False,
+              fontsize=9, title_fontsize=9, loc="upper left")
     if synthetic:
         mark_synthetic(fig)
     return fig

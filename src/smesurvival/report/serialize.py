@@ -17,9 +17,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from smesurvival.study.result import ModelStep, StudyResult, Verdict
+    from smesurvival.models.result import FitResult
+    from smesurvival.study.result import (
+        CauseSpecificFit,
+        ModelRun,
+        ModelStep,
+        StudyResult,
+        Verdict,
+    )
 
-SCHEMA_VERSION = 1
+#: 2: adds ``model``, ``robustness``, ``cause_specific``, ``ph_check``, ``incidence`` and the
+#: numbers at risk / log-rank test of ``survival_by_group``.
+SCHEMA_VERSION = 2
 
 SYNTHETIC_BANNER = (
     "SYNTHETIC DATA — calibrated to the published study; shows that the toolkit works, "
@@ -66,14 +75,18 @@ def data_label(result: StudyResult) -> str:
     return f"Observed data: {result.provenance.source}"
 
 
+def fit_to_dict(fit: FitResult) -> dict[str, Any]:
+    """A fit as published in ``results.json``: :meth:`FitResult.to_dict` without the design."""
+    return {k: v for k, v in fit.to_dict().items() if k != "design_spec"}
+
+
 def step_to_dict(step: ModelStep) -> dict[str, Any]:
-    fit = {k: v for k, v in step.fit.to_dict().items() if k != "design_spec"}
     lr = step.lr_vs_previous
     return {
         "name": step.name,
         "label": step.label,
         "formula": step.formula,
-        "fit": fit,
+        "fit": fit_to_dict(step.fit),
         "lr_vs_previous": None if lr is None else {
             "chi2": lr.chi2, "df": lr.df, "p_value": lr.p_value},
     }
@@ -84,6 +97,28 @@ def verdict_to_dict(v: Verdict) -> dict[str, Any]:
     d["verdict"] = "supported" if v.supported else "not supported"
     d["agrees_with_published"] = v.agrees_with_published
     return d
+
+
+def _verdicts(verdicts: Any) -> list[dict[str, Any]]:
+    from smesurvival.report.tables import label as term_label
+
+    return [verdict_to_dict(v) | {"term_label": term_label(v.term)} for v in verdicts]
+
+
+def run_to_dict(run: ModelRun) -> dict[str, Any]:
+    """A robustness run: its estimator, steps (with fits) and verdicts."""
+    return {
+        "model": run.model, "label": run.label, "scale": run.scale,
+        "steps": [step_to_dict(s) for s in run.steps],
+        "verdicts": _verdicts(run.verdicts),
+    }
+
+
+def cause_specific_to_dict(c: CauseSpecificFit) -> dict[str, Any]:
+    return {
+        "exit_type": c.exit_type, "step": c.step, "n_events": c.n_events, "note": c.note,
+        "fit": None if c.fit is None else fit_to_dict(c.fit),
+    }
 
 
 def _spec_dict(spec: Any) -> Any:
@@ -103,8 +138,6 @@ def _spec_dict(spec: Any) -> Any:
 
 def result_to_dict(result: StudyResult) -> dict[str, Any]:
     """The whole study as a JSON-safe dict; ``json.dumps(d, allow_nan=False)`` always works."""
-    from smesurvival.report.tables import label as term_label
-
     prov = result.provenance
     d = result.descriptives
     flow_rows = [{"label": lab, "dropped": dr, "remaining": left}
@@ -122,6 +155,7 @@ def result_to_dict(result: StudyResult) -> dict[str, Any]:
             "smesurvival_version": prov.smesurvival_version,
         },
         "outcome": result.outcome,
+        "model": result.steps[0].fit.model if result.steps else None,
         "window_years": result.window_years,
         "n_events": result.n_events,
         "centering": dict(result.centering),
@@ -137,14 +171,17 @@ def result_to_dict(result: StudyResult) -> dict[str, Any]:
              "p_value": s.lr_vs_previous.p_value}
             for s in result.steps if s.lr_vs_previous is not None
         ],
-        "verdicts": [verdict_to_dict(v) | {"term_label": term_label(v.term)}
-                     for v in result.verdicts],
+        "verdicts": _verdicts(result.verdicts),
         "implications": [
             dataclasses.asdict(i) | {"difference": i.high.probability - i.low.probability}
             for i in result.implications
         ],
         "curves": None if result.curves is None else json_safe(result.curves),
         "survival_by_group": [json_safe(g) for g in result.survival_by_group],
+        "robustness": [run_to_dict(r) for r in result.robustness],
+        "cause_specific": [cause_specific_to_dict(c) for c in result.cause_specific],
+        "ph_check": None if result.ph_check is None else json_safe(result.ph_check),
+        "incidence": None if result.incidence is None else json_safe(result.incidence),
         "caveats": list(result.caveats),
         "spec": _spec_dict(result.spec),
     }

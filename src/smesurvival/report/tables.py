@@ -19,6 +19,7 @@ from smesurvival.labels import label, short_label
 
 if TYPE_CHECKING:
     from smesurvival.data.flow import SampleFlow
+    from smesurvival.models.result import FitResult
     from smesurvival.study.result import Descriptives, Implication, ModelStep, Verdict
 
 Align = Literal["l", "r", "c"]
@@ -27,6 +28,38 @@ Align = Literal["l", "r", "c"]
 DEFAULT_COLLAPSE: dict[str, str] = {"C(industry)": "Industry dummies"}
 
 DASH = "—"
+
+#: Display names of the estimators a study can use.
+MODEL_NAMES: dict[str, str] = {
+    "logit": "Logit", "firth": "Firth logit", "probit": "Probit",
+    "cloglog": "Complementary log-log", "cox": "Cox", "discrete": "Discrete-time",
+    "finegray": "Fine–Gray",
+}
+#: Hazard models: better survival is a negative coefficient (hazard ratio below 1).
+HAZARD_MODELS = ("cox", "discrete", "finegray")
+_SCALES = {
+    "logit": "logit coefficients (log-odds scale)",
+    "firth": "Firth-penalised logit coefficients (log-odds scale)",
+    "probit": "probit coefficients (probit index)",
+    "cloglog": "complementary log-log coefficients",
+    "cox": "Cox coefficients (log hazard of exit; negative = better survival)",
+    "discrete": "discrete-time cloglog hazard coefficients (log hazard of exit per year; "
+                "negative = better survival)",
+    "finegray": "Fine–Gray coefficients (log subdistribution hazard of exit; negative = better "
+                "survival)",
+}
+
+
+def model_name(model: str) -> str:
+    """``Logit``, ``Cox``, ``Discrete-time``… (the raw name when unknown)."""
+    return MODEL_NAMES.get(model, model)
+
+
+def models_heading(model: str) -> str:
+    """Section heading of the main hierarchical models, e.g. ``Hierarchical logit models``."""
+    noun = {"discrete": "discrete-time hazard", "cox": "Cox", "finegray": "Fine–Gray"}.get(
+        model, lower_first(model_name(model)))
+    return f"Hierarchical {noun} models"
 
 
 @dataclass(frozen=True)
@@ -200,6 +233,21 @@ def descriptives_table(
     )
 
 
+def concordance(fit: FitResult) -> float | None:
+    """Harrell's C of a Cox fit (``None`` for other models)."""
+    c = fit.extra.get("concordance") if isinstance(fit.extra, Mapping) else None
+    v = c.get("c_index") if isinstance(c, Mapping) else None
+    return float(v) if v is not None and _finite(v) else None
+
+
+def n_obs_cell(fit: FitResult) -> str:
+    """``1,612`` firms, or ``1,612 / 7,569`` firms / firm-years for a discrete-time fit."""
+    subjects = fit.extra.get("n_subjects") if isinstance(fit.extra, Mapping) else None
+    if fit.model == "discrete" and _finite(subjects):
+        return f"{fmt_int(subjects)} / {fmt_int(fit.nobs)}"
+    return fmt_int(fit.nobs)
+
+
 def _collapsed(term: str, collapse: Mapping[str, str]) -> str | None:
     for prefix, lab in collapse.items():
         if term.startswith(prefix):
@@ -210,7 +258,7 @@ def _collapsed(term: str, collapse: Mapping[str, str]) -> str | None:
 def regression_table(
     steps: Sequence[ModelStep],
     *,
-    title: str = "Table 2. Hierarchical logit models of survival",
+    title: str | None = None,
     labels: Mapping[str, str] | None = None,
     collapse: Mapping[str, str] | None = None,
     centering: Mapping[str, float] | None = None,
@@ -225,9 +273,16 @@ def regression_table(
     with a ``collapse`` prefix (default ``C(industry)``) become one "Yes/No" row. Bottom rows:
     N, exits (``N − Σy`` when the outcome codes survival, else ``Σy`` as events), log-likelihood,
     LR χ² (df) against the null, Δχ² (df) against the previous step, pseudo-R², AIC.
+    Hazard models (Cox, discrete-time, Fine–Gray) count events as exits, show the Cox
+    concordance instead of pseudo-R², and the title and note name the model actually fitted.
     """
     if not steps:
         raise ValueError("regression_table needs at least one model step")
+    model = steps[0].fit.model
+    hazard = model in HAZARD_MODELS
+    if title is None:
+        what = "time to exit" if hazard else "survival"
+        title = f"Table 2. {models_heading(model)} of {what}"
     coll = DEFAULT_COLLAPSE if collapse is None else collapse
     order: list[str] = []
     groups: list[str] = []
@@ -274,12 +329,18 @@ def regression_table(
         rows.append((name, *values))
 
     fits = [s.fit for s in steps]
-    stat_row("N (firms)", [fmt_int(f.nobs) for f in fits])
-    if outcome_is_survival:
+    if model == "discrete":
+        stat_row("N (firms / firm-years)", [n_obs_cell(f) for f in fits])
+    else:
+        stat_row("N (firms)", [fmt_int(f.nobs) for f in fits])
+    if hazard:
+        stat_row("Exits (events)", [fmt_int(f.n_events) for f in fits])
+    elif outcome_is_survival:
         stat_row("Exits (y = 0)", [fmt_int(f.n_for_ic - f.n_events) for f in fits])
     else:
         stat_row("Events (y = 1)", [fmt_int(f.n_events) for f in fits])
-    stat_row("Log-likelihood", [fmt_num(f.loglik) for f in fits])
+    stat_row("Partial log-likelihood" if model == "cox" else "Log-likelihood",
+             [fmt_num(f.loglik) for f in fits])
     stat_row(
         "LR χ² (df) vs null",
         [f"{fmt_num(f.lr_chi2)}{stars(f.lr_pvalue)} ({f.lr_df})" for f in fits],
@@ -289,15 +350,19 @@ def regression_table(
         lr = s.lr_vs_previous
         delta.append(DASH if lr is None else f"{fmt_num(lr.chi2)}{stars(lr.p_value)} ({lr.df})")
     stat_row("Δχ² (df) vs previous model", delta)
-    stat_row("McFadden pseudo-R²", [fmt_num(f.pseudo_r2_mcfadden) for f in fits])
-    stat_row("Nagelkerke pseudo-R²", [fmt_num(f.pseudo_r2_nagelkerke) for f in fits])
+    if model == "cox":
+        stat_row("Concordance (C)", [fmt_num(concordance(f)) for f in fits])
+    elif not hazard:
+        stat_row("McFadden pseudo-R²", [fmt_num(f.pseudo_r2_mcfadden) for f in fits])
+        stat_row("Nagelkerke pseudo-R²", [fmt_num(f.pseudo_r2_nagelkerke) for f in fits])
     stat_row("AIC", [fmt_num(f.aic) for f in fits])
 
     notes = []
     if dependent:
         notes.append(f"Dependent variable: {dependent}.")
+    scale = _SCALES.get(model, f"{model} coefficients")
     notes.append(
-        f"Logit coefficients (log-odds scale); standard errors ({fits[0].vcov_type}) in "
+        f"{scale[:1].upper()}{scale[1:]}; standard errors ({fits[0].vcov_type}) in "
         "parentheses. † p < .10, * p < .05, ** p < .01, *** p < .001, two-sided Wald tests; "
         "hypothesis tests that the study states as one-sided are reported with the verdicts."
     )
@@ -357,6 +422,10 @@ def verdict_table(
         ))
     alphas = sorted({v.alpha for v in verdicts})
     a = ", ".join(f"{x:g}" for x in alphas) or "0.05"
+    flipped: tuple[str, ...] = ()
+    if any(getattr(v, "scale", "survival") == "hazard" for v in verdicts):
+        flipped = ("The hypotheses speak of survival; in a hazard model better survival is a "
+                   "lower exit hazard, so the expected sign of the coefficient is flipped.",)
     return Table(
         title=title,
         columns=(
@@ -368,8 +437,9 @@ def verdict_table(
         notes=(
             f"A hypothesis is supported when the estimate has the expected sign and p < {a} in "
             "the test the study states (one-sided p halves the two-sided p in the expected "
-            "direction). CI: two-sided Wald interval of the logit coefficient, so a one-sided "
+            "direction). CI: two-sided Wald interval of the coefficient, so a one-sided "
             "test can be significant while the interval includes zero.",
+            *flipped,
             "2012 study: Lee, Kelley, Lee & Lee (2012), Journal of Small Business Management "
             "50(1): 1–19.",
         ),

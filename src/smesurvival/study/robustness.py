@@ -128,8 +128,10 @@ def ph_check(spec: StudySpec, run: ModelRun, data: pd.DataFrame, alpha: float = 
         note = (f"The proportional-hazards assumption is doubtful for {names} (p < {alpha}): its "
                 "association with the exit hazard seems to change over the follow-up, so its Cox "
                 "hazard ratio is an average over time. With many covariates tested, one small p "
-                f"can be chance (global test p = {z.global_p:.3f}). The binary logit does not rely "
-                "on proportional hazards (the discrete-time model does): compare their verdicts.")
+                f"can be chance (global test p = {z.global_p:.3f}).")
+        if spec.outcome_kind == "binary":
+            note += (" The binary logit of the main analysis does not rely on proportional hazards "
+                     "(the discrete-time model does): compare their verdicts.")
     else:
         note = (f"No covariate departs from proportional hazards at p < {alpha} (global test "
                 f"p = {z.global_p:.3f}): the Cox hazard ratios can be read as constant over the follow-up.")
