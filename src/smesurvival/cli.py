@@ -183,6 +183,186 @@ def km(
         out.print(f"log-rank chi2({lr.df}) = {lr.chi2:.3f}, p = {lr.p_value:.4g}")
 
 
+def _parse_at(at: str | None) -> dict[str, Any] | None:
+    """'z=0,1;w=2.5' -> {'z': [0.0, 1.0], 'w': 2.5} (numbers where they parse, else text)."""
+    if not at:
+        return None
+    out: dict[str, Any] = {}
+    for part in at.split(";"):
+        if "=" not in part:
+            raise UsageError(f"--at must look like 'column=v1,v2;other=v'; got '{part}'")
+        name, values = part.split("=", 1)
+        vals: list[Any] = []
+        for v in values.split(","):
+            try:
+                vals.append(float(v))
+            except ValueError:
+                vals.append(v.strip())
+        out[name.strip()] = vals if len(vals) > 1 else vals[0]
+    return out
+
+
+def _effects_model(data: str, model: str, formula: str, opts: dict[str, Any]) -> tuple[Any, Any]:
+    """Read the data and fit the model the effect is computed from."""
+    from smesurvival.data.readers import read_data
+    from smesurvival.models.dispatch import ModelOptions, fit_model
+
+    frame = read_data(data).frame
+    res = fit_model(model, frame, formula, ModelOptions(**opts))
+    return res, frame  # effects use the rows complete in the model's variables, as the fit
+
+
+def _effects_payload(kind: str, res: Any, rows: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"effect": kind, "model": res.model, "formula": res.formula, "n_obs": res.nobs,
+            "vcov_type": res.vcov_type, "rows": rows, **extra}
+
+
+def _print_rows(title: str, rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    keys = [k for k in rows[0] if k not in ("statistic",)] if rows else []
+    for k in keys:
+        t.add_column(k, overflow="fold")
+    for r in rows:
+        t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in (r[k] for k in keys)])
+    out.print(t)
+
+
+_MODEL_HELP = "logit, probit, cloglog, firth, cox or discrete"
+
+
+@app.command()
+def slopes(
+    data: Annotated[str, typer.Argument(help="data file")],
+    formula: Annotated[str, typer.Option(help="the model's formula")],
+    variable: Annotated[str, typer.Option(help="focal variable")],
+    model: Annotated[str, typer.Option(help=_MODEL_HELP)] = "logit",
+    by: Annotated[str | None, typer.Option(help="moderator: slopes at its mean and ±1 SD (or --at values)")] = None,
+    at: Annotated[str | None, typer.Option(help="set columns for every row: 'z=0,1;w=2.5'")] = None,
+    type: Annotated[str, typer.Option(help="response (probability) or link")] = "response",
+    unit: Annotated[bool, typer.Option(help="one slope per row instead of the average")] = False,
+    time: Annotated[str | None, typer.Option(help="duration column (cox, discrete)")] = None,
+    event: Annotated[str | None, typer.Option(help="event column")] = None,
+    id: Annotated[str | None, typer.Option(help="subject id (discrete)")] = None,
+    vcov: Annotated[str | None, typer.Option(help="covariance (as in fit)")] = None,
+    cluster: Annotated[str | None, typer.Option(help="cluster column")] = None,
+    json_out: Annotated[str | None, typer.Option("--json", help="write JSON rows to PATH, or - for stdout")] = None,
+) -> None:
+    """Marginal effects of --variable: average (AME), by moderator values, or per row."""
+    from smesurvival.inference.effects import avg_slopes, simple_slopes
+    from smesurvival.inference.effects import slopes as unit_slopes
+
+    res, frame = _effects_model(data, model, formula, dict(time=time, event=event, id=id, vcov=vcov, cluster=cluster))
+    at_values = _parse_at(at)
+    if by and at_values is None:
+        eff = simple_slopes(res, frame, variable, by, values="meansd", scale=type)  # type: ignore[arg-type]
+    elif unit:
+        eff = unit_slopes(res, frame, variable, at=at_values, type=type)  # type: ignore[arg-type]
+    else:
+        eff = avg_slopes(res, frame, variable, at=at_values, type=type)  # type: ignore[arg-type]
+    rows = eff.to_records()
+    if json_out:
+        _emit_json(_effects_payload("slopes", res, rows, variable=variable, by=by, type=type), json_out)
+        return
+    _print_rows(f"Slopes of {variable} ({type} scale)", rows)
+
+
+@app.command()
+def predictions(
+    data: Annotated[str, typer.Argument(help="data file")],
+    formula: Annotated[str, typer.Option(help="the model's formula")],
+    model: Annotated[str, typer.Option(help=_MODEL_HELP)] = "logit",
+    at: Annotated[str | None, typer.Option(help="profiles: 'export_ratio=0,0.3;rd_alliance=1' (others typical)")] = None,
+    type: Annotated[str, typer.Option(help="response, link (cox: survival with --horizon, hr)")] = "response",
+    horizon: Annotated[float | None, typer.Option(help="time horizon for cox survival")] = None,
+    time: Annotated[str | None, typer.Option(help="duration column (cox, discrete)")] = None,
+    event: Annotated[str | None, typer.Option(help="event column")] = None,
+    id: Annotated[str | None, typer.Option(help="subject id (discrete)")] = None,
+    vcov: Annotated[str | None, typer.Option(help="covariance (as in fit)")] = None,
+    json_out: Annotated[str | None, typer.Option("--json", help="write JSON rows to PATH, or - for stdout")] = None,
+) -> None:
+    """Predictions with delta-method CIs for a typical firm, varied as --at says."""
+    from smesurvival.inference.effects import datagrid
+    from smesurvival.inference.effects import predictions as predict_at
+
+    res, frame = _effects_model(data, model, formula, dict(time=time, event=event, id=id, vcov=vcov))
+    grid = datagrid(frame, _parse_at(at))
+    eff = predict_at(res, frame, newdata=grid, type=type, horizon=horizon)  # type: ignore[arg-type]
+    rows = eff.to_records()
+    if json_out:
+        _emit_json(_effects_payload("predictions", res, rows, type=type), json_out)
+        return
+    _print_rows(f"Predictions ({type})", rows)
+
+
+@app.command()
+def jn(
+    data: Annotated[str, typer.Argument(help="data file")],
+    formula: Annotated[str, typer.Option(help="the model's formula (with the focal × moderator term)")],
+    variable: Annotated[str, typer.Option(help="focal variable")],
+    by: Annotated[str, typer.Option(help="moderator")],
+    model: Annotated[str, typer.Option(help=_MODEL_HELP)] = "logit",
+    scale: Annotated[str, typer.Option(help="link (closed form) or response (probability)")] = "link",
+    band: Annotated[str, typer.Option(help="pointwise or simultaneous")] = "pointwise",
+    time: Annotated[str | None, typer.Option(help="duration column (cox, discrete)")] = None,
+    event: Annotated[str | None, typer.Option(help="event column")] = None,
+    id: Annotated[str | None, typer.Option(help="subject id (discrete)")] = None,
+    vcov: Annotated[str | None, typer.Option(help="covariance (as in fit)")] = None,
+    figure: Annotated[str | None, typer.Option(help="write the Johnson–Neyman figure to PATH (.png/.svg)")] = None,
+    json_out: Annotated[str | None, typer.Option("--json", help="write JSON to PATH, or - for stdout")] = None,
+) -> None:
+    """Johnson–Neyman: the moderator values where the focal variable's slope is significant."""
+    from smesurvival.inference.johnson_neyman import johnson_neyman
+
+    res, frame = _effects_model(data, model, formula, dict(time=time, event=event, id=id, vcov=vcov))
+    r = johnson_neyman(res, frame, variable, by, scale=scale, band=band)  # type: ignore[arg-type]
+    if figure:
+        from smesurvival.report.effect_figures import johnson_neyman_figure
+
+        johnson_neyman_figure(r, False).savefig(figure, dpi=150, bbox_inches="tight")
+        err.print(f"wrote {figure}")
+    if json_out:
+        d = r.to_dict()
+        d.update({"effect": "johnson_neyman", "model": res.model, "formula": res.formula})
+        _emit_json(d, json_out)
+        return
+    out.print(r.describe())
+
+
+@app.command()
+def mediate(
+    data: Annotated[str, typer.Argument(help="data file")],
+    outcome: Annotated[str, typer.Option(help="binary outcome column, e.g. survived")],
+    variable: Annotated[str, typer.Option(help="key variable, e.g. rd_intensity")],
+    mediator: Annotated[str, typer.Option(help="mediator, e.g. export_ratio")],
+    controls: Annotated[str, typer.Option(help="comma-separated control terms, e.g. 'log_firm_age,C(industry)'")] = "",
+    model: Annotated[str, typer.Option(help="logit, probit or cloglog")] = "logit",
+    method: Annotated[str, typer.Option(help="khb or product (a×b with Sobel and probability-scale rows)")] = "khb",
+    vcov: Annotated[str, typer.Option(help="classical, hc0, hc1 or cluster")] = "classical",
+    cluster: Annotated[str | None, typer.Option(help="cluster column")] = None,
+    json_out: Annotated[str | None, typer.Option("--json", help="write JSON rows to PATH, or - for stdout")] = None,
+) -> None:
+    """Mediation: KHB decomposition (total, direct, indirect) or the product of coefficients."""
+    from smesurvival.data.readers import read_data
+    from smesurvival.inference.mediation import indirect_effect, khb
+
+    frame = read_data(data).frame
+    ctr = [c.strip() for c in controls.split(",") if c.strip()]
+    if method == "khb":
+        r: Any = khb(frame, outcome, variable, [mediator], ctr, model=model, vcov=vcov, cluster=cluster)  # type: ignore[arg-type]
+    elif method == "product":
+        r = indirect_effect(frame, outcome, variable, mediator, ctr, model=model, vcov=vcov, cluster=cluster)  # type: ignore[arg-type]
+    else:
+        raise UsageError(f"--method must be khb or product; got '{method}'")
+    rows = [{str(k): _clean(v) for k, v in rec.items()} for rec in r.frame.to_dict(orient="records")]
+    if json_out:
+        _emit_json({"effect": f"mediation_{method}", "outcome": outcome, "variable": variable,
+                    "mediator": mediator, "model": model, "rows": rows}, json_out)
+        return
+    _print_rows(f"Mediation ({method}): {variable} -> {mediator} -> {outcome}", rows)
+
+
 def _km_figure(res: Any, path: str) -> None:
     """Draw the KM curves with the report's figure code (no synthetic mark: user data)."""
     from smesurvival.report.figures import group_survival_figure
