@@ -246,3 +246,63 @@ def test_fit_bad_survival_input_exit_2(tmp_path: Path, rossi: pd.DataFrame, caps
     code, _, err = run(["fit", str(p), "--model", "cox", "--time", "week", "--event", "arrest",
                         "--formula", "age"], capsys)
     assert code == 2 and "week" in err and "line(s) 4" in err
+
+
+@pytest.fixture(scope="module")
+def measures_csv(tmp_path_factory) -> Path:
+    from smesurvival.data import ColumnMap, MeasureOptions, build_measures
+
+    p = tmp_path_factory.mktemp("m") / "m.csv"
+    build_measures(simulate_cohort(n=1612, seed=3).frame, ColumnMap.default(), MeasureOptions()).frame.to_csv(p, index=False)
+    return p
+
+
+F_INT = "survived ~ export_ratio * rd_intensity + rd_alliance"
+
+
+def test_slopes_json_rows(measures_csv: Path, capsys) -> None:
+    from smesurvival.inference.effects import avg_slopes
+    from smesurvival.models.fit import fit as fit_model
+
+    code, out, _ = run(["slopes", str(measures_csv), "--formula", F_INT, "--variable", "export_ratio",
+                        "--json", "-"], capsys)
+    assert code == 0
+    d = json.loads(out)
+    data = pd.read_csv(measures_csv)
+    want = avg_slopes(fit_model(F_INT, data), data, "export_ratio").frame
+    row = d["rows"][0]
+    for k in ("term", "estimate", "std_error", "conf_low", "conf_high"):
+        assert k in row
+    assert row["estimate"] == pytest.approx(float(want["estimate"].iloc[0]), rel=1e-12)
+
+
+def test_slopes_by_moderator_and_at(measures_csv: Path, capsys) -> None:
+    code, out, _ = run(["slopes", str(measures_csv), "--formula", F_INT, "--variable", "export_ratio",
+                        "--by", "rd_intensity", "--json", "-"], capsys)
+    assert code == 0 and len(json.loads(out)["rows"]) == 3
+    code, out, _ = run(["slopes", str(measures_csv), "--formula", F_INT, "--variable", "export_ratio",
+                        "--at", "rd_alliance=0,1", "--json", "-"], capsys)
+    assert code == 0 and len(json.loads(out)["rows"]) == 2
+
+
+def test_jn_predictions_mediate(measures_csv: Path, tmp_path: Path, capsys) -> None:
+    code, out, _ = run(["jn", str(measures_csv), "--formula", F_INT, "--variable", "export_ratio",
+                        "--by", "rd_intensity", "--figure", str(tmp_path / "jn.png"), "--json", "-"], capsys)
+    assert code == 0 and "bounds" in json.loads(out) and (tmp_path / "jn.png").exists()
+    code, out, _ = run(["predictions", str(measures_csv), "--formula", F_INT, "--at",
+                        "export_ratio=0,0.3", "--json", "-"], capsys)
+    rows = json.loads(out)["rows"]
+    assert code == 0 and len(rows) == 2 and rows[1]["estimate"] > rows[0]["estimate"]
+    code, out, _ = run(["mediate", str(measures_csv), "--outcome", "survived", "--variable", "rd_intensity",
+                        "--mediator", "export_ratio", "--controls", "log_firm_age,log_employees",
+                        "--json", "-"], capsys)
+    terms = [r["term"] for r in json.loads(out)["rows"]]
+    assert code == 0 and {"total", "direct", "indirect"} <= set(terms)
+
+
+def test_power_command(tmp_path: Path, capsys) -> None:
+    code, out, _ = run(["power", "lee2012", "--n", "600", "--reps", "20", "--json", "-"], capsys)
+    d = json.loads(out)
+    assert code == 0 and d["synthetic"] and len(d["power"][0]) == 7
+    code, _, err = run(["power", "lee2012", "--n", "x"], capsys)
+    assert code == 2 and "--n takes integers" in err
