@@ -21,9 +21,25 @@ test: $(BIN)/python
 	$(BIN)/mypy
 	$(BIN)/pytest
 
+# Benchmarks against the libraries a user would otherwise pick, in the same run. bench/cox.py
+# also times R's survival: installed here with apt-get when Rscript is missing (skipped, with
+# a message, where apt-get is unavailable or fails).
 bench: $(BIN)/python
 	$(BIN)/python -m pip install -e '.[test,bench]' >/dev/null
+	@# lifelines pins pandas<3 although it runs on pandas 3: install it without its pins
+	$(BIN)/python -m pip install --no-deps 'lifelines>=0.27,<1' 'autograd>=1.5' 'autograd-gamma>=0.3' >/dev/null
+	@if ! command -v Rscript >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y \
+	      --no-install-recommends r-base-core r-cran-survival >/dev/null) \
+	      || echo "bench: could not install R (apt-get failed); bench/cox.py will skip R"; \
+	  else echo "bench: apt-get is unavailable; bench/cox.py will skip R"; fi; \
+	fi
 	$(BIN)/python bench/verdict_power.py
+	$(BIN)/python bench/cox.py
+	$(BIN)/python bench/recovery.py
+	$(BIN)/python bench/bootstrap.py
+	$(BIN)/python bench/coverage.py
 
 clean:
 	rm -rf $(VENV) smesurvival-report .pytest_cache .mypy_cache .ruff_cache

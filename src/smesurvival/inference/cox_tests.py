@@ -32,69 +32,138 @@ class Concordance:
 
 
 def concordance(time: np.ndarray, event: np.ndarray, eta: np.ndarray,
-                strata: np.ndarray | None = None, weights: np.ndarray | None = None) -> Concordance:
+                strata: np.ndarray | None = None, weights: np.ndarray | None = None, *,
+                time_ids: np.ndarray | None = None) -> Concordance:
     """A pair is comparable when the shorter time is an event (a censoring at the same time
-    counts as longer); concordant when that subject has the larger linear predictor."""
+    counts as longer); concordant when that subject has the larger linear predictor.
+
+    ``time_ids`` may give each row's id of the last event time at or before its time
+    (``RiskSets.k_exit``, ids increasing with time within a stratum) to skip re-indexing."""
     n = time.size
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
-    codes = np.zeros(n, dtype=np.int64) if strata is None else np.unique(strata, return_inverse=True)[1].ravel()
-    tot = np.zeros(5)
-    for s in range(int(codes.max()) + 1 if n else 0):
-        rows = np.flatnonzero(codes == s)
-        tot += _concordance_counts(time[rows], event[rows], eta[rows], w[rows])
-    conc, disc, tx, ty, _ = tot
+    ev = np.asarray(event, dtype=float) > 0
+    eta = np.asarray(eta, dtype=float)
+    if time_ids is None:
+        time = np.asarray(time, dtype=float)
+    tot = np.zeros(4)
+    groups: list[np.ndarray | None]
+    if strata is None:
+        groups = [None]
+    else:
+        codes = np.unique(strata, return_inverse=True)[1].ravel()
+        groups = [np.flatnonzero(codes == s) for s in range(int(codes.max()) + 1 if n else 0)]
+    for rows in groups:
+        e_s = ev if rows is None else ev[rows]
+        if not e_s.any():
+            continue
+        if time_ids is None:
+            t_s = time if rows is None else time[rows]
+            k = np.searchsorted(np.unique(t_s[e_s]), t_s, side="right")
+        else:
+            k = time_ids if rows is None else time_ids[rows]
+            k = k - (int(k[e_s].min()) - 1)
+        tot += _concordance_counts(k, e_s, eta if rows is None else eta[rows],
+                                   w if rows is None else w[rows], weights is None)
+    conc, disc, tx, ty = tot
     denom = conc + disc + tx
     return Concordance(float((conc + tx / 2) / denom) if denom else float("nan"), conc, disc, tx, ty)
 
 
-def _concordance_counts(time: np.ndarray, event: np.ndarray, eta: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Pair counts with a Fenwick tree over the ranks of eta, visiting times from last to first."""
-    ranks_u, rank = np.unique(eta, return_inverse=True)
-    size = ranks_u.size
-    tree = np.zeros(size + 1)
+def _concordance_counts(k: np.ndarray, ev: np.ndarray, eta: np.ndarray, w: np.ndarray,
+                        unit: bool) -> np.ndarray:
+    """(concordant, discordant, tied_x, tied_y), without a loop over times or rows.
 
-    def add(idx: np.ndarray, val: np.ndarray) -> None:
-        i = idx + 1
-        while i.size:
-            np.add.at(tree, i, val)
-            i = i + (i & -i)
-            keep = i <= size
-            i, val = i[keep], val[keep]
+    ``k``: the id (1..K) of the last event time at or before each row's time (0 before the
+    first). Each row gets a key: 2k for a death, 2k+1 for a censoring, so death i and row j
+    are comparable exactly when key_j > key_i. Rows above every death key (censored at or
+    after the last event time: all of administrative censoring) are comparable with every
+    death: one sort and a search of the (sorted) deaths. For the other rows, ordered by
+    (eta, key), the concordant weight of death i is the weight of earlier rows with a larger
+    key -- a dominance count done for all deaths at once on a wavelet matrix over the key
+    bits (one vectorised pass per bit). Discordant = comparable - concordant - tied."""
+    K = int(k[ev].max())
+    key = 2 * k + (~ev)
+    wd = w[ev]
+    kd = k[ev]
+    sw = np.bincount(kd, weights=wd, minlength=K + 1)
+    ty = float(((sw * sw - np.bincount(kd, weights=wd * wd, minlength=K + 1)) / 2).sum())
+    above = w.sum() - np.cumsum(np.bincount(key, weights=w, minlength=2 * K + 2))
+    comparable = above[key[ev]]
+    eta_d = eta[ev]
+    less = np.zeros(eta_d.size)
+    tied = np.zeros(eta_d.size)
+    top = key > 2 * K
+    if top.any():
+        et = eta[top]
+        if unit:
+            srt = np.sort(et)
+            cum = np.arange(srt.size + 1, dtype=float)
+        else:
+            o = np.argsort(et)
+            srt = et[o]
+            cum = np.r_[0.0, np.cumsum(w[top][o])]
+        od = np.argsort(eta_d)  # sorted queries: the search walks srt once
+        qs = eta_d[od]
+        lo = cum[np.searchsorted(srt, qs, side="left")]
+        less[od] = lo
+        tied[od] = cum[np.searchsorted(srt, qs, side="right")] - lo
+    rest = np.flatnonzero(~top)  # holds every death
+    kr, er, wr = key[rest], eta[rest], w[rest]
+    o = np.lexsort((kr, er))
+    kr, er, wr = kr[o], er[o], wr[o]
+    back = np.empty(rest.size, dtype=np.int64)  # position in (eta, key) order of each rest row
+    back[o] = np.arange(rest.size)
+    pos_of_death = back[np.flatnonzero(ev[rest])]  # deaths in row order, as eta_d
+    less += _smaller_before(int(kr.max()) - kr, wr, pos_of_death)
+    if er.size > 1 and (er[1:] == er[:-1]).any():  # tied linear predictors
+        cw = np.cumsum(wr)
+        run_end = _block_end(er[1:] != er[:-1])
+        blk_end = _block_end((er[1:] != er[:-1]) | (kr[1:] != kr[:-1]))
+        tied += (cw[run_end] - cw[blk_end])[pos_of_death]
+    conc = float(wd @ less)
+    tx = float(wd @ tied)
+    disc = float(wd @ (comparable - less - tied))
+    return np.array([conc, disc, tx, ty])
 
-    def prefix(idx: np.ndarray) -> np.ndarray:  # sum of weights with rank < idx
-        out = np.zeros(idx.size)
-        i = idx.copy()
-        while True:
-            live = i > 0
-            if not live.any():
-                return out
-            out[live] += tree[i[live]]
-            i[live] -= i[live] & -i[live]
 
-    order = np.lexsort((event, -time))  # time descending; censored before events at a time
-    t_sorted = time[order]
-    bounds = np.flatnonzero(np.r_[True, t_sorted[1:] != t_sorted[:-1], True])
-    conc = disc = tx = ty = 0.0
-    total = 0.0
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        grp = order[a:b]
-        cens = grp[event[grp] == 0]
-        dead = grp[event[grp] > 0]
-        if cens.size:
-            add(rank[cens], w[cens])
-            total += w[cens].sum()
-        if dead.size:
-            below = prefix(rank[dead])
-            upto = prefix(rank[dead] + 1)
-            wd = w[dead]
-            conc += float((wd * below).sum())
-            tx += float((wd * (upto - below)).sum())
-            disc += float((wd * (total - upto)).sum())
-            sw = wd.sum()
-            ty += float((sw * sw - (wd * wd).sum()) / 2)
-            add(rank[dead], wd)
-            total += sw
-    return np.array([conc, disc, tx, ty, 0.0])
+def _block_end(change: np.ndarray) -> np.ndarray:
+    """For a sequence whose neighbours differ where ``change`` (length m-1) is true: the
+    index of the last element of each element's block."""
+    m = change.size + 1
+    ends = np.r_[np.flatnonzero(change), m - 1]
+    return np.repeat(ends, np.diff(np.r_[-1, ends]))
+
+
+def _smaller_before(v: np.ndarray, w: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """For each position i in ``q``: the sum of w_j over j < i with v_j < v_i (v >= 0 ints).
+
+    A wavelet matrix, most significant bit first: the elements before i with the same
+    higher bits as v_i lie in one range [lo, hi); where v_i has a 1 bit, the zeros in that
+    range are smaller; then the range follows v_i's bit into the next, stably partitioned,
+    level. One vectorised pass per bit; no sort beyond a stable partition by one bit."""
+    out = np.zeros(q.size)
+    if v.size == 0 or q.size == 0:
+        return out
+    qv = v[q]
+    lo = np.zeros(q.size, dtype=np.int64)
+    hi = q.astype(np.int64)
+    for b in range(int(v.max()).bit_length() - 1, -1, -1):
+        bit = ((v >> b) & 1).astype(bool)
+        zc = np.empty(v.size + 1, dtype=np.int64)
+        zc[0] = 0
+        np.cumsum(~bit, out=zc[1:])
+        zw = np.empty(v.size + 1)
+        zw[0] = 0.0
+        np.cumsum(np.where(bit, 0.0, w), out=zw[1:])
+        one = ((qv >> b) & 1).astype(bool)
+        out += np.where(one, zw[hi] - zw[lo], 0.0)
+        nz = zc[-1]
+        zlo, zhi = zc[lo], zc[hi]
+        lo = np.where(one, nz + lo - zlo, zlo)
+        hi = np.where(one, nz + hi - zhi, zhi)
+        order = np.argsort(bit, kind="stable")
+        v, w = v[order], w[order]
+    return out
 
 
 @dataclass(frozen=True)

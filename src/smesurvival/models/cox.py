@@ -9,6 +9,7 @@ likelihood-ratio / Wald / score tests and the baseline cumulative hazard for pre
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 import numpy as np
@@ -25,12 +26,13 @@ from smesurvival.models.cox_kernel import (
     RiskSets,
     Ties,
     build_risk_sets,
+    cox_gradient,
     cox_partial_sums,
     cox_score_residuals,
+    cox_state,
 )
-from smesurvival.models.design import build_design, spec_to_dict
-from smesurvival.models.glm import newton_glm
-from smesurvival.models.kernels import GLMSums
+from smesurvival.models.design import build_design, drop_missing, parse_formula, spec_to_dict
+from smesurvival.models.glm import _solve
 from smesurvival.models.result import Diagnostics, FitResult
 from smesurvival.models.survdata import check_durations, event_indicator, numeric_column
 
@@ -77,13 +79,9 @@ def fit_cox(
     for c in extra_cols:
         if c not in data.columns:
             raise UsageError(f"column '{c}' is not in the data; columns are: {', '.join(map(str, data.columns))}")
-    design = build_design(f"1 + {rhs.strip()}", data, flow, extra_variables=extra_cols)
-    keep = [j for j, t in enumerate(design.terms) if t != "Intercept"]
-    terms = tuple(design.terms[j] for j in keep)
+    X, terms, rows, used_flow, model_spec = _cox_design(rhs.strip(), data, flow, extra_cols)
     if not terms:
         raise UsageError("the Cox model needs at least one covariate")
-    X = np.asfortranarray(design.X[:, keep])  # column-major: the kernel sums per column
-    rows = design.rows
     time = numeric_column(data, duration, "duration", rows)
     ev = event_indicator(numeric_column(data, event, "event", rows), event, rows)
     start = numeric_column(data, entry, "entry", rows) if entry else None
@@ -94,22 +92,11 @@ def fit_cox(
     st = data[strata].to_numpy()[rows] if strata else None
     if ev.sum() == 0:
         raise DataValidationError(f"column '{event}': every row is censored (no events), so a Cox model cannot be fitted")
-    _check_within_strata(X, terms, st, w)
-    rs = build_risk_sets(time, ev, entry=start, strata=st, weights=w, ties=ties)
+    col_sums = _check_within_strata(X, terms, st, w)
     p = X.shape[1]
-
-    seen: dict[bytes, CoxSums] = {}
-    Xd = np.asfortranarray(X[rs.death_rows])
-
-    def sums(beta: np.ndarray, _info: str) -> GLMSums:
-        s = cox_partial_sums(rs, X, beta, Xd)
-        seen[beta.tobytes()] = s  # keep the null and final states: no recomputation below
-        return GLMSums(s.grad, s.info, s.loglik, float(rs.weights.sum()), rs.n)
-
-    est = newton_glm(sums, np.zeros(p), tol=tol, max_iter=max_iter)
-    s0 = seen[np.zeros(p).tobytes()]
-    final = seen.get(est.params.tobytes()) or cox_partial_sums(rs, X, est.params)
-    seen.clear()
+    est = cox_newton(X, time, ev, entry=start, strata=st, weights=w, ties=ties, tol=tol,
+                     max_iter=max_iter)
+    rs, s0, final = est.risk_sets, est.null, est.final
     if not est.converged or not np.all(np.isfinite(est.params)):
         raise ConvergenceError(
             f"the Cox fit did not converge in {est.iterations} iterations (last step "
@@ -134,7 +121,7 @@ def fit_cox(
     if concordance:
         from smesurvival.inference.cox_tests import concordance as harrell_c
 
-        cc = harrell_c(time, ev, X @ est.params, st, w)
+        cc = harrell_c(time, ev, X @ est.params, st, w, time_ids=rs.k_exit)
         conc: dict[str, float] | None = {
             "c_index": cc.c_index, "concordant": cc.concordant, "discordant": cc.discordant,
             "tied_x": cc.tied_x, "tied_y": cc.tied_y,
@@ -147,32 +134,162 @@ def fit_cox(
         "score_test": {"chisq": score, "df": p, "p_value": float(stats.chi2.sf(score, p))},
         "wald_test": {"chisq": wald, "df": p, "p_value": float(stats.chi2.sf(wald, p))},
         "concordance": conc,
-        "means": dict(zip(terms, map(float, (X.T @ rs.weights) / rs.weights.sum()), strict=True)),
+        "means": dict(zip(terms, map(float, col_sums / rs.weights.sum()), strict=True)),
     }
     return FitResult(
         model="cox", formula=rhs.strip(), terms=terms, params=est.params, vcov=V,
         vcov_type=vcov, nobs=int(rs.n), n_events=float((rs.weights * rs.event).sum()),
         loglik=est.loglik, llnull=ll0, converged=est.converged, iterations=est.iterations,
-        has_intercept=False, flow=design.flow, conf_level=conf_level,
+        has_intercept=False, flow=used_flow, conf_level=conf_level,
         weights_kind="frequency" if w is not None else None,
         sum_weights=float(w.sum()) if w is not None else None, n_clusters=n_clusters,
         cluster_var=cluster, diagnostics=Diagnostics(condition_number=float(np.linalg.cond(est.info))),
-        design_spec=spec_to_dict(design.spec), extra=extra, baseline=baseline, _spec=design.spec,
+        design_spec=spec_to_dict(model_spec), extra=extra, baseline=baseline, _spec=model_spec,
     )
 
 
+@dataclass(frozen=True)
+class CoxNewton:
+    """The kernel-level Cox fit: what R's ``coxph.fit`` computes, on arrays."""
+
+    params: np.ndarray
+    info: np.ndarray  # observed information at the last evaluated beta
+    loglik: float
+    null: CoxSums  # at beta = 0: null log-likelihood and the score test
+    final: CoxSums  # at the last evaluated beta (within the last, tiny, step of ``params``)
+    risk_sets: RiskSets
+    converged: bool
+    iterations: int  # Newton steps taken
+    evaluations: int  # kernel evaluations (each reads X three times)
+    max_abs_step: float
+
+
+def cox_newton(
+    X: np.ndarray,
+    time: np.ndarray,
+    event: np.ndarray,
+    *,
+    entry: np.ndarray | None = None,
+    strata: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+    ties: Ties = "efron",
+    tol: float = 1e-12,
+    max_iter: int = 100,
+) -> CoxNewton:
+    """Maximise the partial likelihood by Newton's method from beta = 0 (risk sets + Newton).
+
+    Steps are halved while the log-likelihood falls. Converged when the next Newton step,
+    computed at an evaluated beta, is at most ``tol * (1 + max|beta|)``; or when it is
+    already so small that, at the contraction rate just observed (a conservative, linear
+    bound on Newton's quadratic convergence), the step after it would be: then the step is
+    applied and only the risk-set sums are recomputed there (log-likelihood, score, baseline
+    exact), not the Gram matrix: the information is that of the previous point, a relative
+    1e-10 or less away. X is converted to row-major order once (the
+    kernel's fast layout; no copy when it already is).
+    """
+    X = np.ascontiguousarray(X, dtype=float)
+    rs = build_risk_sets(time, event, entry=entry, strata=strata, weights=weights, ties=ties)
+    Xd = X[rs.death_rows]
+    xw = Xd.T @ rs.w_death
+    p = X.shape[1]
+    beta = np.zeros(p)
+    cur = cox_partial_sums(rs, X, beta, Xd, xw)
+    null = cur
+    evaluations, steps, converged = 1, 0, False
+    loglik, step_max, prev_full = cur.loglik, np.inf, np.inf
+    while steps < max_iter:
+        step = _solve(cur.info, cur.grad)
+        size = float(np.max(np.abs(step))) if p else 0.0
+        limit = tol * (1.0 + float(np.max(np.abs(beta), initial=0.0)))
+        if size <= limit:
+            converged, step_max = True, size
+            break
+        if np.isfinite(prev_full) and size <= 0.5 * prev_full and size * (size / prev_full) <= limit:
+            beta = beta + step
+            st = cox_state(rs, X, beta, Xd=Xd)  # no Gram: exact loglik, baseline, score
+            cur = CoxSums(cox_gradient(rs, st, Xd, xw), cur.info, st.loglik, st)
+            converged, step_max, steps, loglik = True, size, steps + 1, st.loglik
+            break
+        t = 1.0
+        for _ in range(40):
+            cand = beta + t * step
+            new = cox_partial_sums(rs, X, cand, Xd, xw)
+            evaluations += 1
+            if np.isfinite(new.loglik) and new.loglik >= cur.loglik - 1e-12 * (1 + abs(cur.loglik)):
+                break
+            t *= 0.5
+        else:
+            break
+        steps += 1
+        step_max, dll = t * size, abs(new.loglik - cur.loglik)
+        beta, cur, loglik = cand, new, new.loglik
+        prev_full = size if t == 1.0 else np.inf
+        if t == 1.0 and dll == 0.0 and step_max < 1e-8:  # floating-point floor
+            converged = True
+            break
+    return CoxNewton(beta, cur.info, loglik, null, cur, rs, converged, steps, evaluations, step_max)
+
+
+_PROBE = 256  # rows on which formulaic encodes a formula before the fast numeric path
+
+
+def _cox_design(rhs: str, data: pd.DataFrame, flow: SampleFlow | None,
+                extra_cols: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...], np.ndarray, SampleFlow, object]:
+    """(X without intercept, row-major; terms; rows used; sample flow; formulaic spec).
+
+    The formula is checked and encoded by formulaic as always, but on its first complete
+    rows only. When every term it yields is a plain numeric column (no transform, factor or
+    interaction) -- the register-scale case -- X is filled column by column straight from
+    the frame: one n x p array, against formulaic's several full-size copies (frame subset,
+    model-matrix frame, array). The probe rows must come out identical, else (and for any
+    other formula) the full formulaic design is used.
+    """
+    formula = f"1 + {rhs}"
+    parsed = parse_formula(formula, list(data.columns))
+    rows, used_flow = drop_missing(data, parsed.variables + extra_cols,
+                                   flow if flow is not None else SampleFlow(len(data)))
+    if rows.size > _PROBE:
+        probe = build_design(formula, data.iloc[rows[:_PROBE]], None, extra_variables=extra_cols)
+        terms = tuple(t for t in probe.terms if t != "Intercept")
+        plain = bool(terms) and set(terms) == set(parsed.variables) and all(
+            isinstance(data[t].dtype, np.dtype) and data[t].dtype.kind in "fiu" for t in terms)
+        if plain:
+            # filled in row blocks: contiguous column reads, writes that stay in cache
+            X = np.empty((rows.size, len(terms)))
+            cols = [data[t].to_numpy(dtype=float) for t in terms]
+            every = rows.size == len(data)
+            for a in range(0, rows.size, 16384):
+                xb, rb = X[a:a + 16384], (slice(a, a + 16384) if every else rows[a:a + 16384])
+                for j, col in enumerate(cols):
+                    xb[:, j] = col[rb]
+            keep = [probe.terms.index(t) for t in terms]
+            if np.array_equal(probe.X[:, keep], X[:_PROBE]):
+                return X, terms, rows, used_flow, probe.spec
+    design = build_design(formula, data, flow, extra_variables=extra_cols)
+    keep = [j for j, t in enumerate(design.terms) if t != "Intercept"]
+    X = np.ascontiguousarray(design.X[:, keep])
+    return X, tuple(design.terms[j] for j in keep), design.rows, design.flow, design.spec
+
+
 def _check_within_strata(X: np.ndarray, terms: tuple[str, ...], strata: np.ndarray | None,
-                         w: np.ndarray | None) -> None:
+                         w: np.ndarray | None) -> np.ndarray:
     """A covariate constant within every stratum carries no information: name it; then check
-    the rank of the within-stratum (centred) Gram matrix, computed without copying X."""
+    the rank of the within-stratum (centred) Gram matrix, computed without copying X.
+
+    Returns the weighted column sums of X (for the covariate means)."""
     n, p = X.shape
-    w = np.ones(n) if w is None else w
-    codes = np.zeros(n, dtype=np.int64) if strata is None else np.unique(strata, return_inverse=True)[1].ravel()
-    g = int(codes.max()) + 1
-    sw = np.bincount(codes, weights=w, minlength=g)
-    sums = np.column_stack([np.bincount(codes, weights=X[:, j] * w, minlength=g) for j in range(p)])
-    gram = gram_of(X, w) - (sums / np.maximum(sw, 1e-300)[:, None]).T @ sums
-    scale = np.maximum(np.diag(gram_of(X, w)), 1e-300)
+    if strata is None:
+        sw = np.array([float(n) if w is None else float(w.sum())])
+        sums = ((np.ones(n) if w is None else w) @ X)[None, :]
+    else:
+        w1 = np.ones(n) if w is None else w
+        codes = np.unique(strata, return_inverse=True)[1].ravel()
+        g = int(codes.max()) + 1
+        sw = np.bincount(codes, weights=w1, minlength=g)
+        sums = np.column_stack([np.bincount(codes, weights=X[:, j] * w1, minlength=g) for j in range(p)])
+    raw = gram_of(X, w)
+    gram = raw - (sums / np.maximum(sw, 1e-300)[:, None]).T @ sums
+    scale = np.maximum(np.diag(raw), 1e-300)
     flat = [t for t, v, s in zip(terms, np.diag(gram), scale, strict=True) if v <= 1e-10 * s]
     if flat:
         where = "within every stratum" if strata is not None else "in every row"
@@ -181,6 +298,7 @@ def _check_within_strata(X: np.ndarray, terms: tuple[str, ...], strata: np.ndarr
             "model cannot estimate them; drop them (or the strata)"
         )
     check_rank_gram(gram, terms)
+    return sums.sum(axis=0)
 
 
 def _baseline(rs: RiskSets, st: CoxState) -> dict[str, object]:

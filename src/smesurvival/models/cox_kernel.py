@@ -1,10 +1,13 @@
 """Cox partial-likelihood kernel as matrix products (Efron and Breslow ties, strata, entry).
 
 Rows are never reordered. Each row gets integer ids of the event times bounding its risk
-interval, (entry, exit]; per-event-time sums are ``bincount``s over those ids (one per
-column; X is kept column-major so each is a contiguous pass), and the risk-set part of the
-information matrix is a single weighted Gram matrix X' diag(v) X built in row blocks, plus a
-small event-time term M' diag(d/m) M.
+interval, (entry, exit]; per-event-time sums of r_i x_i are one product of a fixed 0/1
+"row -> event time" matrix (CSC, one entry per row, values set to r each iteration) with a
+row-major X, which reads X once, in order, like ``bincount`` does per column (same sums, same
+order, same bits). The risk-set part of the information matrix is a single weighted Gram matrix
+X' diag(v) X built in row blocks (v needs only the scalar per-time sums, so it is known before
+X is read), plus a small event-time term. The gradient comes from the per-time sums: no extra
+pass over X. Per Newton step X is read three times: X beta, the per-time sums and the Gram.
 Strata are handled by offsetting each stratum's event-time ids, so cumulative sums never
 cross a stratum boundary and no Python loop runs over strata, times or rows.
 """
@@ -12,12 +15,14 @@ cross a stratum boundary and no Python loop runs over strata, times or rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
+from scipy import sparse
 
 Ties = Literal["efron", "breslow"]
-_BLOCK = 65536
+_BLOCK = 16384  # rows per Gram block: 16384 x p doubles stay in cache
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,25 @@ class RiskSets:
     has_lower: bool  # entry times, or several strata: risk intervals have a lower bound
     ties: str
 
+    @cached_property
+    def k_death(self) -> np.ndarray:
+        """(D,) event-time id of each death row."""
+        return self.k_exit[self.death_rows]
+
+    @cached_property
+    def w_death(self) -> np.ndarray:
+        """(D,) case weight of each death row."""
+        return self.weights[self.death_rows]
+
+    @cached_property
+    def groups(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Index arrays of the 0/1 "row -> event time" matrices (CSC: one entry per row) for
+        exit ids, entry ids and the deaths' ids, in the index width scipy uses."""
+        def csc(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            it = np.int32 if ids.size < 2**31 - 1 and self.n_times < 2**31 - 1 else np.int64
+            return ids.astype(it), np.arange(ids.size + 1, dtype=it)
+        return {"exit": csc(self.k_exit), "entry": csc(self.k_entry), "death": csc(self.k_death)}
+
 
 def build_risk_sets(
     time: np.ndarray,
@@ -58,7 +82,7 @@ def build_risk_sets(
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
     codes = np.zeros(n, dtype=np.int64) if strata is None else np.unique(strata, return_inverse=True)[1].ravel()
     n_strata = int(codes.max()) + 1 if n else 0
-    ev = event > 0
+    ev = (event > 0) & (w > 0)  # a zero-weight row (e.g. not drawn in a bootstrap) is no event
     k_exit = np.zeros(n, dtype=np.int64)
     k_entry = np.zeros(n, dtype=np.int64)
     times_all = [np.array([-np.inf])]
@@ -102,11 +126,22 @@ def _revcumsum(a: np.ndarray) -> np.ndarray:
     return np.cumsum(a[::-1], axis=0)[::-1]
 
 
-def _per_time(ids: np.ndarray, values: np.ndarray, X: np.ndarray, size: int) -> np.ndarray:
-    """Per-event-time sums of ``values * X[:, j]`` for every column j: shape (size, p)."""
-    out = np.empty((size, X.shape[1]))
-    buf = np.empty(X.shape[0])
-    for j in range(X.shape[1]):  # p contiguous passes when X is column-major
+def _per_time(ids: np.ndarray, values: np.ndarray, X: np.ndarray, size: int,
+              csc: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Per-event-time sums of ``values * X[:, j]`` for every column j: shape (size, p).
+
+    Row-major X: one sparse product (a CSC matrix with one entry per row, ``csc`` holding
+    its index arrays when cached) reads X once, in row order. Otherwise one ``bincount`` per
+    column. Both add the rows of a time in row order: the results are identical to the bit."""
+    n, p = X.shape
+    if X.flags.c_contiguous and n:
+        if csc is None:
+            csc = ids.astype(np.int64), np.arange(n + 1, dtype=np.int64)
+        m = sparse.csc_matrix((values, csc[0], csc[1]), shape=(size, n))
+        return np.asarray(m @ X)
+    out = np.empty((size, p))
+    buf = np.empty(n)
+    for j in range(p):  # p contiguous passes when X is column-major
         np.multiply(X[:, j], values, out=buf)
         out[:, j] = np.bincount(ids, weights=buf, minlength=size)
     return out
@@ -125,6 +160,7 @@ class CoxState:
     e1: np.ndarray  # (K+1, p)
     den: np.ndarray  # (P,) Efron denominators
     B: np.ndarray  # (K+1,) sum_l wt * frac / den
+    a: np.ndarray  # (K+1,) sum_l wt / den
     loglik: float
     pair_k: np.ndarray
     pair_frac: np.ndarray
@@ -145,27 +181,29 @@ def cox_state(rs: RiskSets, X: np.ndarray, beta: np.ndarray, offset: np.ndarray 
     if offset is not None:
         eta = eta + offset
     shift = float(eta.max()) if eta.size else 0.0
-    expeta = np.exp(eta - shift)
+    expeta = np.subtract(eta, shift)
+    np.exp(expeta, out=expeta)
     r = rs.weights * expeta
     K1 = rs.n_times + 1
+    g = rs.groups
     s0 = _revcumsum(np.bincount(rs.k_exit, weights=r, minlength=K1))
-    s1 = _revcumsum(_per_time(rs.k_exit, r, X, K1))
+    s1 = _revcumsum(_per_time(rs.k_exit, r, X, K1, g["exit"]))
     if rs.has_lower:
         s0 = s0 - _revcumsum(np.bincount(rs.k_entry, weights=r, minlength=K1))
-        s1 = s1 - _revcumsum(_per_time(rs.k_entry, r, X, K1))
+        s1 = s1 - _revcumsum(_per_time(rs.k_entry, r, X, K1, g["entry"]))
     dr = rs.death_rows
-    kd = rs.k_exit[dr]
+    kd = rs.k_death
     rd = r[dr]
     e0 = np.bincount(kd, weights=rd, minlength=K1)
-    e1 = _per_time(kd, rd, X[dr] if Xd is None else Xd, K1)
+    e1 = _per_time(kd, rd, X[dr] if Xd is None else Xd, K1, g["death"])
     k, frac, wt = rs.pair_k, rs.pair_frac, rs.pair_wt
     den = s0[k] - frac * e0[k]
     a = np.bincount(k, weights=wt / den, minlength=rs.n_times + 1)
     B = np.bincount(k, weights=wt * frac / den, minlength=rs.n_times + 1)
     C = np.cumsum(a)
     c = C[rs.k_exit] - C[rs.k_entry] if rs.has_lower else C[rs.k_exit]
-    ll = float(rs.weights[dr] @ eta[dr] - (wt * (np.log(den) + shift)).sum())
-    return CoxState(eta, shift, expeta, c, s0, s1, e1, den, B, ll, k, frac)
+    ll = float(rs.w_death @ eta[dr] - (wt * (np.log(den) + shift)).sum())
+    return CoxState(eta, shift, expeta, c, s0, s1, e1, den, B, a, ll, k, frac)
 
 
 @dataclass(frozen=True)
@@ -179,16 +217,22 @@ class CoxSums:
 
 
 def cox_partial_sums(rs: RiskSets, X: np.ndarray, beta: np.ndarray,
-                     Xd: np.ndarray | None = None) -> CoxSums:
-    """One Newton step's pieces, as matrix products (no loop over events)."""
+                     Xd: np.ndarray | None = None, xw_death: np.ndarray | None = None) -> CoxSums:
+    """One Newton step's pieces, as matrix products (no loop over events).
+
+    X is read three times (``X @ beta``, the per-time sums, the Gram matrix); keep it
+    row-major (C order) for speed. ``Xd`` may hold ``X[rs.death_rows]`` and ``xw_death``
+    the constant ``Xd' w_death`` (both save work per iteration)."""
     st = cox_state(rs, X, beta, Xd=Xd)
-    r = rs.weights * st.expeta
-    v = r * st.c
     dr = rs.death_rows
-    v[dr] -= r[dr] * st.B[rs.k_exit[dr]]
-    u = -v
-    u[dr] += rs.weights[dr]
-    grad = X.T @ u
+    if Xd is None:
+        Xd = X[dr]
+    r = rs.weights * st.expeta
+    rd = r[dr]
+    # v_i = r_i (c_i - [death] B_k): the weight of row i in the risk-set second moments
+    v = np.multiply(r, st.c, out=r)
+    v[dr] -= rd * st.B[rs.k_death]
+    grad = cox_gradient(rs, st, Xd, xw_death)
     # sum over Efron terms of wt * mean mean', expanded per event time so no (P, p) array forms:
     # mean = (S1 - f E1) / den  ->  alpha S1 S1' - beta (S1 E1' + E1 S1') + gamma E1 E1'
     K1 = rs.n_times + 1
@@ -202,12 +246,23 @@ def cox_partial_sums(rs: RiskSets, X: np.ndarray, beta: np.ndarray,
     return CoxSums(grad, (info + info.T) / 2.0, st.loglik, st)
 
 
+def cox_gradient(rs: RiskSets, st: CoxState, Xd: np.ndarray,
+                 xw_death: np.ndarray | None = None) -> np.ndarray:
+    """Score from the per-time sums (no pass over X; ``Xd = X[rs.death_rows]``):
+    sum_deaths w x - sum_terms wt * mean = sum_deaths w x - sum_k (a_k S1_k - B_k E1_k)."""
+    xw = Xd.T @ rs.w_death if xw_death is None else xw_death
+    return xw - (st.a @ st.s1 - st.B @ st.e1)
+
+
 def _gram(X: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """X' diag(v) X for v >= 0, as (sqrt(v) X)'(sqrt(v) X) in row blocks (bounded memory)."""
+    """X' diag(v) X for v >= 0, as (sqrt(v) X)'(sqrt(v) X) in row blocks (bounded memory).
+
+    The block buffer has X's memory order, so filling it is a straight pass. ``v`` is
+    overwritten (by sqrt(v))."""
     n, p = X.shape
     G = np.zeros((p, p))
-    sq = np.sqrt(np.maximum(v, 0.0))
-    buf = np.empty((min(_BLOCK, n), p), order="F")
+    sq = np.sqrt(np.maximum(v, 0.0, out=v), out=v)
+    buf = np.empty((min(_BLOCK, n), p), order="C" if X.flags.c_contiguous else "F")
     for start in range(0, n, _BLOCK):
         stop = min(start + _BLOCK, n)
         xb = buf[: stop - start]
