@@ -683,7 +683,8 @@ def test_real_report_sections(real: StudyResult, real_report) -> None:
     assert real.ph_check.note in md and html_escape(real.ph_check.note) in html
     assert "An acquired firm has not failed" in md and "An acquired firm has not failed" in html
     assert "](figures/exit_routes.png)" in md
-    assert html.count("data:image/png;base64,") == 2 + len(real.survival_by_group)
+    n_effect_figs = 3 if real.effects is not None and real.effects.interactions else 0
+    assert html.count("data:image/png;base64,") == 2 + len(real.survival_by_group) + n_effect_figs
     for block in _md_table_blocks(md):
         assert len({_md_cells(line) for line in block}) == 1
     methods = md[md.index("## Methods note"):]
@@ -716,7 +717,7 @@ def test_absent_sections_are_omitted(report, real: StudyResult) -> None:
 def test_hazard_main_model_is_not_called_logit(real: StudyResult) -> None:
     cox, disc = real.robustness
     res = dataclasses.replace(real, steps=cox.steps, verdicts=cox.verdicts, robustness=(disc,),
-                              curves=None, implications=())
+                              curves=None, implications=(), effects=None, mediation=None)
     md, html = render_markdown(res), render_html(res)
     assert "Hierarchical logit" not in md and "log-odds" not in md
     assert "## Hierarchical Cox models" in md and "<h2>Hierarchical Cox models</h2>" in html

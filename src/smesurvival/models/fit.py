@@ -157,7 +157,9 @@ def _separation_message(outcome: str | None, sep: SeparationCheck, model: str) -
         f"{kind} separation: the outcome '{outcome}' is perfectly predicted in "
         f"{sep.n_rows_perfectly_predicted} row(s) by a combination of {terms}, so "
         f"the {model} maximum-likelihood estimates do not exist (they run to infinity). Drop or "
-        "merge the term(s) (e.g. a rare category), or use a penalised (Firth) logit."
+        "merge the term(s) (e.g. a rare category)"
+        + (", or use Firth's penalised logit (--model firth / fit_firth)." if model == "logit"
+           else "; for a logit, Firth's penalised likelihood (--model firth) would also work.")
     )
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smesurvival.errors import UsageError
+from smesurvival.report import effect_figures as _effect_figures
+from smesurvival.report import effect_tables as _et
 from smesurvival.report import figures as _figures
 from smesurvival.report.render import TABLE_CSS, to_html, to_markdown
 from smesurvival.report.serialize import SYNTHETIC_BANNER, dumps
@@ -40,6 +42,7 @@ from smesurvival.report.tables import (
     descriptives_table,
     fmt_int,
     implications_table,
+    label,
     lower_first,
     model_name,
     models_heading,
@@ -151,6 +154,26 @@ def build_tables(result: StudyResult) -> dict[str, Table]:
     cs = cause_specific_table(result.cause_specific)
     if cs is not None:
         tables["cause_specific"] = cs
+    eff = result.effects
+    if eff is not None:
+        tables["ame"] = _et.ame_table(eff)
+        if eff.interactions:
+            tables["simple_slopes"] = _et.simple_slopes_table(eff)
+            tables["ai_norton"] = _et.ai_norton_table(eff, result.verdicts)
+    med = result.mediation
+    if med is not None:
+        if med.khb:
+            tables["khb"] = _et.khb_table(med)
+        if med.product:
+            tables["product"] = _et.product_table(med)
+    ms = result.missing
+    if ms is not None:
+        if ms.any_missing or ms.method == "mice":
+            tables["missing"] = _et.missingness_table(ms)
+        if ms.pooled_steps:
+            tables["pooled"] = _et.pooled_table(ms)
+        if ms.pooled_verdicts:
+            tables["pooled_verdicts"] = _et.pooled_verdict_table(ms, result.verdicts)
     return tables
 
 
@@ -197,8 +220,37 @@ def methods_note(result: StudyResult) -> str:
         parts.append("Interaction effects are also shown on the probability scale (figure), "
                      f"since a {lower_first(model_name(model))} interaction coefficient is not "
                      "the interaction effect on survival probability (Ai & Norton 2003).")
+    parts += _issue4_notes(result)
     hazard_text = _time_to_exit_note(result)
     return " ".join(parts) + (f"\n\n{hazard_text}" if hazard_text else "")
+
+
+def _issue4_notes(result: StudyResult) -> list[str]:
+    """Methods of the effects, mediation and missing-data sections, from the result."""
+    out = []
+    eff = result.effects
+    if eff is not None:
+        b = eff.bootstrap
+        out.append(f"Effects on the probability scale (model {eff.step} for the average marginal "
+                   "effect): average marginal effects by central differences with delta-method "
+                   "standard errors" + (f" and {b.B:,} pairs-bootstrap refits (percentile and "
+                                        "BCa intervals)" if b else "") +
+                   "; simple slopes at the moderator's mean − 1 SD, mean and mean + 1 SD (0 and "
+                   "1 for a binary moderator); the average Ai–Norton interaction effect; "
+                   "Johnson–Neyman regions on the log-odds and probability scales.")
+    med = result.mediation
+    if med is not None:
+        out.append(f"Mediation of {lower_first(short_label(med.key))} through "
+                   f"{lower_first(short_label(med.mediator))}: KHB decomposition (Karlson, Holm & "
+                   "Breen 2012) and product of coefficients"
+                   + (f", with {med.bootstrap.B:,} bootstrap refits of both equations"
+                      if med.bootstrap else "") + ".")
+    ms = result.missing
+    if ms is not None and ms.method == "mice":
+        out.append(f"Missing predictors: multiple imputation by chained equations (m = {ms.m}), "
+                   "each step pooled by Rubin's rules with Barnard–Rubin degrees of freedom; the "
+                   "main tables are complete-case.")
+    return out
 
 
 def _time_to_exit_note(result: StudyResult) -> str:
@@ -258,6 +310,7 @@ def _make_figures(result: StudyResult, fig_dir: Path) -> list[_Figure]:
             partial(_figures.interaction_figure, c, result.synthetic, window_years=w),
             "interaction", "",
         ))
+    made += _effect_figure_specs(result)
     for gs in result.survival_by_group:
         made.append((
             f"survival_by_{gs.group_variable}",
@@ -284,6 +337,81 @@ def _make_figures(result: StudyResult, fig_dir: Path) -> list[_Figure]:
     return out
 
 
+def figure_interaction(result: StudyResult) -> Any:
+    """The interaction of the effects section that carries the figures (curves stored)."""
+    if result.effects is None:
+        return None
+    return next((ev for ev in result.effects.interactions if ev.curves is not None), None)
+
+
+def _effect_figure_specs(result: StudyResult) -> list[tuple[str, str, Callable[[], Figure], str, str]]:
+    """Conditional-effect, Johnson–Neyman and Ai–Norton figures of the figure interaction."""
+    ev = figure_interaction(result)
+    if ev is None:
+        return []
+    w, syn = result.window_years, result.synthetic
+    foc, mod = lower_first(short_label(ev.focal)), lower_first(short_label(ev.moderator))
+    tag = f" ({ev.hypothesis})" if ev.hypothesis else ""
+    lvl = f"{result.effects.conf_level:.0%}" if result.effects else "95%"
+    out: list[tuple[str, str, Callable[[], Figure], str, str]] = []
+    c = ev.curves
+    out.append((
+        f"conditional_{ev.moderator}",
+        f"Average predicted probability of surviving the {w}-year window against {foc}, with "
+        f"{mod} set to {', '.join(c.moderator_labels)} for every firm{tag}, model {ev.step}; "
+        f"shaded bands are {lvl} confidence intervals.",
+        partial(_effect_figures.conditional_curves_figure, c, syn), "effects", "conditional",
+    ))
+    jn = ev.jn_response or ev.jn_link
+    if jn is not None:
+        scale = "probability" if jn.scale == "response" else "log-odds"
+        out.append((
+            f"johnson_neyman_{ev.moderator}",
+            f"Johnson–Neyman plot{tag}: the slope of {foc} on the {scale} scale along {mod} "
+            f"(model {ev.step}); band: {jn.conf_level:.0%} {jn.band} confidence interval; shaded "
+            f"region: the slope differs from zero; ticks: percentiles of the observed {mod}.",
+            partial(_effect_figures.jn_region_figure, jn, syn), "effects", "jn",
+        ))
+    if ev.firms is not None:
+        conf = result.effects.conf_level if result.effects else 0.95
+        out.append((
+            f"ai_norton_{ev.moderator}",
+            f"Ai–Norton interaction effect of {foc} × {mod}{tag} for each firm against its "
+            "predicted probability of surviving (left) and its z statistic (right); the dashed "
+            "line is the coefficient × F′(η), which is not the interaction effect.",
+            partial(_effect_figures.ai_norton_firms_figure, ev.firms, ev.focal, ev.moderator,
+                    conf, syn), "effects", "ai_norton",
+        ))
+    return out
+
+
+def _effects_context(result: StudyResult) -> dict[str, Any] | None:
+    eff = result.effects
+    if eff is None:
+        return None
+    by = {v.hypothesis: v for v in result.verdicts}
+    items = []
+    for ev in eff.interactions:
+        v = by.get(ev.hypothesis or "")
+        head = ev.hypothesis or label(ev.term)
+        verdict = ("" if v is None else
+                   f"coefficient {'supported' if v.supported else 'not supported'} in {v.step}")
+        jn = [j.text for j in (ev.jn_link, ev.jn_response) if j is not None]
+        items.append({"head": head, "term": label(ev.term), "verdict": verdict, "text": ev.text,
+                      "jn": jn})
+    return {"items": items}
+
+
+def _missing_context(result: StudyResult) -> dict[str, Any] | None:
+    ms = result.missing
+    if ms is None:
+        return None
+    none = "" if ms.any_missing else (
+        f"No analysis variable has missing values: all {fmt_int(ms.n_rows)} rows entering the "
+        "analysis are complete, so no row was dropped for missing data.")
+    return {"none": none, "mice": ms.method == "mice", "note": ms.note}
+
+
 def _context(result: StudyResult, figs: list[_Figure], fmt: str) -> dict[str, Any]:
     from markupsafe import Markup
 
@@ -308,6 +436,9 @@ def _context(result: StudyResult, figs: list[_Figure], fmt: str) -> dict[str, An
         if entry["figure"] or entry["at_risk"] or entry["logrank"]:
             survival.append(entry)
     cif = next((fig_dict(f) for f in figs if f.kind == "incidence"), None)
+    effects = _effects_context(result)
+    if effects is not None:
+        effects["figures"] = [fig_dict(f) for f in figs if f.kind == "effects"]
     ph = result.ph_check
     return {
         "r": result,
@@ -323,6 +454,9 @@ def _context(result: StudyResult, figs: list[_Figure], fmt: str) -> dict[str, An
         "ph_note": ph.note if ph is not None else "",
         "exit_routes": {"figure": cif, "text": EXIT_ROUTES_TEXT}
         if cif or "incidence" in rendered or "cause_specific" in rendered else None,
+        "effects": effects,
+        "mediation": result.mediation,
+        "missing": _missing_context(result),
         "css": Markup(TABLE_CSS),
         "n_rows": fmt_int(prov.n_rows),
     }

@@ -28,7 +28,10 @@ if TYPE_CHECKING:
 
 #: 2: adds ``model``, ``robustness``, ``cause_specific``, ``ph_check``, ``incidence`` and the
 #: numbers at risk / log-rank test of ``survival_by_group``.
-SCHEMA_VERSION = 2
+#: 3: adds ``effects`` (AME, simple slopes, Ai–Norton, Johnson–Neyman), ``mediation`` (KHB and
+#: product of coefficients with bootstrap CIs) and ``missing`` (missingness table; with MICE the
+#: pooled steps and verdicts).
+SCHEMA_VERSION = 3
 
 SYNTHETIC_BANNER = (
     "SYNTHETIC DATA — calibrated to the published study; shows that the toolkit works, "
@@ -182,10 +185,22 @@ def result_to_dict(result: StudyResult) -> dict[str, Any]:
         "cause_specific": [cause_specific_to_dict(c) for c in result.cause_specific],
         "ph_check": None if result.ph_check is None else json_safe(result.ph_check),
         "incidence": None if result.incidence is None else json_safe(result.incidence),
+        "effects": None if result.effects is None else json_safe(result.effects),
+        "mediation": None if result.mediation is None else json_safe(result.mediation),
+        "missing": None if result.missing is None else _missing(result),
         "caveats": list(result.caveats),
         "spec": _spec_dict(result.spec),
     }
     return json_safe(out)
+
+
+def _missing(result: StudyResult) -> dict[str, Any]:
+    ms = result.missing
+    assert ms is not None
+    d = json_safe(ms)
+    d["any_missing"] = ms.any_missing
+    d["pooled_verdicts"] = [verdict_to_dict(v) for v in ms.pooled_verdicts]
+    return json_safe(d)
 
 
 def dumps(result: StudyResult, indent: int | None = 2) -> str:

@@ -199,6 +199,209 @@ class IncidenceCurves:
 
 
 @dataclass(frozen=True)
+class EffectRow:
+    """One effect on the probability scale (or a mediation quantity) with its inference.
+
+    ``conf_low``/``conf_high`` are the delta-method (Wald) interval; the ``boot_*`` fields hold
+    the pairs-bootstrap SE and the percentile and BCa intervals when a bootstrap was run.
+    ``at`` holds the values it was evaluated at, in the measures' own (uncentred) units.
+    """
+
+    term: str
+    label: str
+    estimate: float
+    std_error: float
+    conf_low: float
+    conf_high: float
+    p_value: float | None = None
+    at: dict[str, float] = field(default_factory=dict)
+    boot_se: float | None = None
+    percentile_low: float | None = None
+    percentile_high: float | None = None
+    bca_low: float | None = None
+    bca_high: float | None = None
+
+
+@dataclass(frozen=True)
+class BootstrapInfo:
+    """How a bootstrap was run: replicates drawn, failed, seed and the BCa jackknife."""
+
+    B: int
+    seed: int
+    n_failed: int
+    jackknife: str  # "exact" | "onestep" | "none"
+    kind: str = "pairs"
+
+
+@dataclass(frozen=True)
+class JNRegion:
+    """A Johnson–Neyman result in the moderator's own units (uncentred).
+
+    ``significant`` holds the intervals where the focal slope differs from zero (None for an
+    unbounded end); the grid arrays carry the conditional slope and its pointwise band.
+    """
+
+    focal: str
+    moderator: str
+    scale: str  # "link" | "response"
+    conf_level: float
+    band: str
+    bounds: tuple[float, ...]
+    significant: tuple[tuple[float | None, float | None], ...]
+    observed_range: tuple[float, float]
+    moderator_grid: np.ndarray
+    estimate: np.ndarray
+    conf_low: np.ndarray
+    conf_high: np.ndarray
+    moderator_quantiles: np.ndarray  # percentiles 0..100 of the observed moderator (rug)
+    text: str
+
+
+@dataclass(frozen=True)
+class ConditionalCurves:
+    """Average predicted probability over a grid of the focal variable at moderator values
+    (every firm set to the values), uncentred."""
+
+    focal: str
+    moderator: str
+    step: str
+    focal_grid: np.ndarray
+    moderator_values: np.ndarray
+    moderator_labels: tuple[str, ...]
+    estimate: np.ndarray  # (levels, grid)
+    conf_low: np.ndarray
+    conf_high: np.ndarray
+    conf_level: float
+
+
+@dataclass(frozen=True)
+class AiNortonFirms:
+    """Per-firm Ai–Norton interaction effects (for the scatter): predicted probability,
+    effect and z of each firm."""
+
+    predicted: np.ndarray
+    effect: np.ndarray
+    z: np.ndarray
+    coefficient: float | None
+    link: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class InteractionEvidence:
+    """One interaction on the probability scale, set beside its coefficient-based verdict."""
+
+    hypothesis: str | None
+    term: str  # the model term, e.g. "export_ratio:rd_intensity"
+    focal: str
+    moderator: str
+    step: str
+    moderator_binary: bool
+    coefficient: float
+    coefficient_se: float
+    simple_slopes: tuple[EffectRow, ...]  # slope of the focal variable at moderator values
+    slope_difference: EffectRow  # high minus low moderator value
+    ai_norton: EffectRow  # the average interaction effect (Ai & Norton 2003)
+    ai_norton_kind: str
+    jn_link: JNRegion | None
+    jn_response: JNRegion | None
+    text: str
+    curves: ConditionalCurves | None = None  # for the figure interaction only
+    firms: AiNortonFirms | None = None  # for the figure interaction only
+
+
+@dataclass(frozen=True)
+class EffectsSection:
+    """The focal variable's average marginal effect and each interaction on the probability scale."""
+
+    focal: str
+    step: str  # the step of the AME
+    ame: EffectRow
+    bootstrap: BootstrapInfo | None
+    interactions: tuple[InteractionEvidence, ...]
+    conf_level: float
+
+
+@dataclass(frozen=True)
+class MediationSection:
+    """key -> mediator -> outcome: KHB rows and product-of-coefficients rows."""
+
+    key: str
+    mediator: str
+    outcome: str
+    controls: tuple[str, ...]
+    model: str
+    nobs: int
+    conf_level: float
+    khb: tuple[EffectRow, ...]  # empty when not requested
+    product: tuple[EffectRow, ...]
+    bootstrap: BootstrapInfo | None
+    key_sd: float
+    text: str
+    published: str
+
+
+@dataclass(frozen=True)
+class MissingRow:
+    """Missing values of one analysis variable among the rows entering the analysis sample."""
+
+    variable: str
+    label: str
+    n: int
+    n_missing: int
+    share: float
+    method: str = ""  # imputation method under MICE ("pmm", "logreg", ...); "" if none
+
+
+@dataclass(frozen=True)
+class PooledStep:
+    """One model step fitted on each imputed data set and pooled by Rubin's rules."""
+
+    name: str
+    label: str
+    formula: str
+    terms: tuple[str, ...]
+    estimate: np.ndarray
+    std_error: np.ndarray
+    df: np.ndarray  # Barnard–Rubin degrees of freedom
+    p_value: np.ndarray  # two-sided, t(df)
+    conf_low: np.ndarray
+    conf_high: np.ndarray
+    fmi: np.ndarray  # fraction of missing information
+    riv: np.ndarray  # relative increase in variance
+    nobs: int
+
+
+@dataclass(frozen=True)
+class PooledVerdict(Verdict):
+    """A verdict from pooled estimates: t statistic on Barnard–Rubin df (one-sided p from t)."""
+
+    df: float = float("inf")
+    fmi: float = 0.0
+
+
+@dataclass(frozen=True)
+class MissingSection:
+    """The missingness table, and with MICE the pooled steps and pooled verdicts."""
+
+    method: str  # "listwise" | "mice"
+    n_rows: int  # rows entering the analysis-sample stage
+    n_complete: int  # rows complete in every analysis variable
+    table: tuple[MissingRow, ...]
+    m: int = 0
+    iterations: int = 0
+    seed: int | None = None
+    n_imputed_rows: int = 0  # rows used by the pooled fits
+    pooled_steps: tuple[PooledStep, ...] = ()
+    pooled_verdicts: tuple[PooledVerdict, ...] = ()
+    note: str = ""
+
+    @property
+    def any_missing(self) -> bool:
+        return any(r.n_missing > 0 for r in self.table)
+
+
+@dataclass(frozen=True)
 class StudyResult:
     """Everything one run of a study produced; every output is rendered from it."""
 
@@ -224,6 +427,9 @@ class StudyResult:
     cause_specific: tuple[CauseSpecificFit, ...] = ()
     ph_check: PHCheck | None = None
     incidence: IncidenceCurves | None = None
+    effects: EffectsSection | None = None  # [effects]: interactions on the probability scale
+    mediation: MediationSection | None = None  # [mediation]
+    missing: MissingSection | None = None  # the missingness table (and MICE results)
 
     @property
     def synthetic(self) -> bool:

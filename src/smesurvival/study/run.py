@@ -55,12 +55,15 @@ def run_study(
     *,
     progress: Progress | None = None,
     robustness: bool = True,
+    missing: str | None = None,
 ) -> StudyResult:
     """Run a study on firm data (a DataFrame or a file path); with ``data=None``, on the spec's
     ``[data]`` source if it names one, else on the built-in synthetic cohort.
 
-    ``robustness=False`` skips the spec's robustness models and cause-specific fits (the
-    power simulation needs only the main analysis)."""
+    ``robustness=False`` skips the spec's robustness models and cause-specific fits, and the
+    ``[effects]`` and ``[mediation]`` sections (the power simulation needs only the main
+    analysis and its verdicts). ``missing`` ("listwise" or "mice")
+    overrides the spec's ``[missing] method`` (the CLI's ``--missing``)."""
     say = progress or (lambda _msg: None)
     spec = spec if isinstance(spec, StudySpec) else load_spec(spec)
     say("reading data")
@@ -74,7 +77,14 @@ def run_study(
     say("building measures")
     options = MeasureOptions(window_years=spec.window_years, **spec.measures)  # type: ignore[arg-type]
     mf = build_measures(frame, columns, options, SampleFlow(len(frame)))
+    if missing is not None and missing not in ("listwise", "mice"):
+        raise SpecError(f"missing must be 'listwise' or 'mice'; got '{missing}'")
     analysis, flow = _analysis_sample(spec, mf.frame, mf.flow)
+    from smesurvival.study.effects import effects_section
+    from smesurvival.study.mediation import mediation_section
+    from smesurvival.study.missing import missing_section
+
+    miss = missing_section(spec, mf.frame, _needed(spec, mf.frame), missing, say)
     centering = {v: float(analysis[v].mean()) for v in spec.center}
     centred = analysis.copy()
     for v, m in centering.items():
@@ -98,6 +108,9 @@ def run_study(
     imps = tuple(_implication(spec, i, steps, analysis, centering, profile)
                  for i in spec.implications) if binary_main else ()
     groups = tuple(_group_survival(analysis, g, spec.window_years) for g in spec.survival_by)
+    extras = binary_main and robustness
+    effects = effects_section(spec, steps, centred, analysis, centering, say) if extras else None
+    mediation = mediation_section(spec, centred, analysis, say) if extras else None
     caveats = ((SYNTHETIC_CAVEAT,) if prov.synthetic else ()) + (ASSOCIATION_CAVEAT,)
     return StudyResult(
         study=spec.name, title=spec.title, reference=spec.reference, spec=spec, provenance=prov,
@@ -107,6 +120,7 @@ def run_study(
         descriptives=_descriptives(spec, analysis), steps=steps, verdicts=verdicts,
         implications=imps, curves=curves, survival_by_group=groups, caveats=caveats,
         robustness=robust, cause_specific=cause_fits, ph_check=ph, incidence=incidence,
+        effects=effects, mediation=mediation, missing=miss,
     )
 
 
@@ -152,6 +166,12 @@ def _analysis_sample(
     spec: StudySpec, frame: pd.DataFrame, flow: SampleFlow
 ) -> tuple[pd.DataFrame, SampleFlow]:
     """One common sample for every step: drop rows missing any model variable (counted)."""
+    rows, flow = drop_missing(frame, tuple(_needed(spec, frame)), flow)
+    return frame.iloc[rows].reset_index(drop=True), flow
+
+
+def _needed(spec: StudySpec, frame: pd.DataFrame) -> list[str]:
+    """Every column the analysis sample must have: model variables, groups, weights, cluster."""
     needed: list[str] = []
     for s in spec.steps:
         needed += parse_formula(spec.formula(s), list(frame.columns)).variables
@@ -162,8 +182,7 @@ def _analysis_sample(
     for extra in (spec.weights, spec.cluster):
         if extra:
             needed.append(extra)
-    rows, flow = drop_missing(frame, tuple(dict.fromkeys(needed)), flow)
-    return frame.iloc[rows].reset_index(drop=True), flow
+    return list(dict.fromkeys(needed))
 
 
 def _numeric_controls(spec: StudySpec) -> list[str]:

@@ -61,6 +61,46 @@ class ImplicationSpec:
 
 
 @dataclass(frozen=True)
+class EffectsSpec:
+    """``[effects]``: the focal variable's AME and, per moderator, the interaction on the
+    probability scale (simple slopes, Ai–Norton, Johnson–Neyman)."""
+
+    focal: str
+    moderators: tuple[str, ...]
+    step: str | None = None  # None: each interaction in its hypothesis's step, the AME in the last
+    bootstrap: int = 1000  # replicates for the AME's bootstrap CIs; 0 = delta method only
+    seed: int = 2012
+    jn_grid: int = 21  # moderator values of the Johnson–Neyman curves
+
+
+@dataclass(frozen=True)
+class MediationSpec:
+    """``[mediation]``: key -> mediator -> outcome (KHB and product of coefficients)."""
+
+    key: str
+    mediator: str
+    controls: tuple[str, ...]
+    method: tuple[str, ...] = ("khb", "product")
+    bootstrap: int = 1000  # replicates for the indirect effect's bootstrap CIs; 0 = none
+    seed: int = 2012
+    published: str = ""  # what the 2012 study concluded about the key variable
+
+
+@dataclass(frozen=True)
+class MissingSpec:
+    """``[missing]``: listwise deletion (default) or multiple imputation by chained equations."""
+
+    method: str = "listwise"  # "listwise" | "mice"
+    m: int = 20
+    seed: int = 2012
+    iterations: int = 10
+
+
+_MISSING = ("listwise", "mice")
+_MEDIATION_METHODS = ("khb", "product")
+
+
+@dataclass(frozen=True)
 class StudySpec:
     """A whole study, frozen. Build with :func:`load_spec` or :func:`spec_from_dict`."""
 
@@ -96,6 +136,9 @@ class StudySpec:
     cause_specific_step: str | None = None
     ph_step: str | None = None
     ties: str = "efron"
+    effects: EffectsSpec | None = None
+    mediation: MediationSpec | None = None
+    missing: MissingSpec = field(default_factory=MissingSpec)
 
     @property
     def main_model(self) -> str:
@@ -150,7 +193,7 @@ def load_spec(name_or_path: str | Path) -> StudySpec:
     return spec_from_dict(raw, source)
 
 
-_TOP = {"study", "data", "robustness", "columns", "measures", "outcome", "model", "steps", "hypotheses", "tests",
+_TOP = {"study", "data", "robustness", "effects", "mediation", "missing", "columns", "measures", "outcome", "model", "steps", "hypotheses", "tests",
         "figures", "implications", "synthetic"}
 
 
@@ -280,7 +323,94 @@ def spec_from_dict(raw: dict[str, Any], source: str = "<dict>") -> StudySpec:
         cause_specific=tuple(rob.get("cause_specific", ())),
         cause_specific_step=_step_name(rob.get("cause_specific_step"), names, source, "cause_specific_step"),
         ph_step=_step_name(rob.get("ph_step"), names, source, "ph_step"), ties=rob.get("ties", "efron"),
+        effects=_parse_effects(raw.get("effects"), steps, source),
+        mediation=_parse_mediation(raw.get("mediation"), tuple(mdl.get("controls", ())), source),
+        missing=_parse_missing(raw.get("missing"), source),
     )
+
+
+def _count(d: dict[str, Any], key: str, default: int, where: str, source: str, low: int = 0) -> int:
+    v = d.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        raise SpecError(f"{source}: {where}.{key} must be a whole number >= {low}; got {v!r}")
+    return int(v)
+
+
+def _bootstrap(d: dict[str, Any], where: str, source: str) -> int:
+    b = _count(d, "bootstrap", 1000, where, source)
+    if b == 1:
+        raise SpecError(f"{source}: {where}.bootstrap must be 0 (no bootstrap) or at least 2")
+    return b
+
+
+def _interaction_term(focal: str, moderator: str, terms: tuple[str, ...]) -> str | None:
+    for t in (f"{focal}:{moderator}", f"{moderator}:{focal}"):
+        if t in terms:
+            return t
+    return None
+
+
+def _parse_effects(raw: Any, steps: tuple[Step, ...],
+                   source: str) -> EffectsSpec | None:
+    if raw is None:
+        return None
+    e = _keys(raw, {"focal", "moderators", "step", "bootstrap", "seed", "jn_grid"}, "effects", source)
+    focal = str(_need(e, "focal", "effects", source))
+    mods = e.get("moderators", [])
+    if not isinstance(mods, list) or not all(isinstance(m, str) for m in mods):
+        raise SpecError(f"{source}: effects.moderators must be a list of measure names")
+    names = {s.name: s for s in steps}
+    step = e.get("step")
+    if step is not None and step not in names:
+        raise SpecError(f"{source}: effects.step '{step}' is not a step; steps are {', '.join(names)}")
+    chosen = [names[step]] if step is not None else list(steps)
+    if not any(focal in s.terms for s in chosen):
+        raise SpecError(f"{source}: effects.focal '{focal}' is not a main effect of "
+                        f"{'step ' + step if step else 'any step'}")
+    for m in mods:
+        if m == focal:
+            raise SpecError(f"{source}: effects.moderators: '{m}' is the focal variable")
+        if step is not None and _interaction_term(focal, m, names[step].terms) is None:
+            raise SpecError(f"{source}: effects.moderators: step '{step}' has no {focal}:{m} "
+                            "interaction term")
+        if step is None and not any(_interaction_term(focal, m, s.terms) for s in steps):
+            raise SpecError(f"{source}: effects.moderators: no step has a {focal}:{m} interaction term")
+    grid = _count(e, "jn_grid", 21, "effects", source, low=3)
+    return EffectsSpec(focal, tuple(mods), None if step is None else str(step),
+                       _bootstrap(e, "effects", source), _count(e, "seed", 2012, "effects", source),
+                       grid)
+
+
+def _parse_mediation(raw: Any, controls: tuple[str, ...], source: str) -> MediationSpec | None:
+    if raw is None:
+        return None
+    d = _keys(raw, {"key", "mediator", "controls", "method", "bootstrap", "seed", "published"},
+              "mediation", source)
+    key, med = str(_need(d, "key", "mediation", source)), str(_need(d, "mediator", "mediation", source))
+    if key == med:
+        raise SpecError(f"{source}: mediation.key and mediation.mediator must differ")
+    method = d.get("method", list(_MEDIATION_METHODS))
+    method = [method] if isinstance(method, str) else method
+    if not isinstance(method, list) or not method or set(method) - set(_MEDIATION_METHODS):
+        raise SpecError(f"{source}: mediation.method must be a list of {', '.join(_MEDIATION_METHODS)}")
+    ctr = d.get("controls", list(controls))
+    if not isinstance(ctr, list) or not all(isinstance(c, str) for c in ctr):
+        raise SpecError(f"{source}: mediation.controls must be a list of terms")
+    return MediationSpec(key, med, tuple(ctr), tuple(dict.fromkeys(method)),
+                         _bootstrap(d, "mediation", source),
+                         _count(d, "seed", 2012, "mediation", source), str(d.get("published", "")))
+
+
+def _parse_missing(raw: Any, source: str) -> MissingSpec:
+    if raw is None:
+        return MissingSpec()
+    d = _keys(raw, {"method", "m", "seed", "iterations"}, "missing", source)
+    method = d.get("method", "listwise")
+    if method not in _MISSING:
+        raise SpecError(f"{source}: missing.method must be one of {', '.join(_MISSING)}; got '{method}'")
+    return MissingSpec(method, _count(d, "m", 20, "missing", source, low=2),
+                       _count(d, "seed", 2012, "missing", source),
+                       _count(d, "iterations", 10, "missing", source, low=1))
 
 
 def _step_name(name: Any, names: set[str], source: str, key: str) -> str | None:
