@@ -306,3 +306,16 @@ def test_power_command(tmp_path: Path, capsys) -> None:
     assert code == 0 and d["synthetic"] and len(d["power"][0]) == 7
     code, _, err = run(["power", "lee2012", "--n", "x"], capsys)
     assert code == 2 and "--n takes integers" in err
+
+
+def test_study_with_mice_and_bad_missing_option(tmp_path: Path, capsys) -> None:
+    frame = simulate_cohort(n=1612, seed=21).frame.copy()
+    frame.loc[frame.index[::40], "rd_employees"] = np.nan
+    p = tmp_path / "firms.csv"
+    frame.to_csv(p, index=False)
+    code, _, err = run(["study", "lee2012", "--data", str(p), "--out", str(tmp_path / "r"), "--missing", "nope"], capsys)
+    assert code == 2 and "listwise" in err and not (tmp_path / "r").exists()
+    code, _, _ = run(["study", "lee2012", "--data", str(p), "--out", str(tmp_path / "r2"), "--missing", "mice"], capsys)
+    assert code == 0
+    d = json.loads((tmp_path / "r2" / "results.json").read_text())
+    assert "missing" in d

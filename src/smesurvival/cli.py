@@ -465,12 +465,12 @@ def simulate(
     err.print(f"wrote {out_path} — {cohort.label}")
 
 
-def _run_and_write(spec: str, data: str | None, out_dir: str) -> None:
+def _run_and_write(spec: str, data: str | None, out_dir: str, missing: str | None = None) -> None:
     from smesurvival.report.build import write_report
     from smesurvival.study.run import run_study
 
     with err.status("running the study …") as status:
-        result = run_study(spec, data, progress=lambda m: status.update(f"{m} …"))
+        result = run_study(spec, data, missing=missing, progress=lambda m: status.update(f"{m} …"))
         status.update("writing the report …")
         files = write_report(result, out_dir)
     if result.synthetic:
@@ -496,17 +496,19 @@ def study(
     spec: Annotated[str, typer.Argument(help="a study spec (.toml) or a built-in name: lee2012")],
     data: Annotated[str | None, typer.Option(help="firm data file; omit for the built-in synthetic cohort")] = None,
     out_dir: Annotated[str, typer.Option("--out", help="output folder")] = "smesurvival-report",
+    missing: Annotated[str | None, typer.Option("--missing", help="listwise (default) or mice; overrides the spec's [missing]")] = None,
 ) -> None:
     """Run a study and write report.html, report.md, results.json and figures/."""
-    _run_and_write(spec, data, out_dir)
+    _run_and_write(spec, data, out_dir, missing)
 
 
 @app.command()
 def demo(
     out_dir: Annotated[str, typer.Option("--out", help="output folder")] = "smesurvival-report",
+    missing: Annotated[str | None, typer.Option("--missing", help="listwise (default) or mice")] = None,
 ) -> None:
     """Run the reference study (lee2012) on the built-in SYNTHETIC cohort."""
-    _run_and_write("lee2012", None, out_dir)
+    _run_and_write("lee2012", None, out_dir, missing)
 
 
 def main() -> None:
