@@ -342,7 +342,15 @@ def _fit_chunk(
             else:
                 orig = np.abs(step @ A.T).max(axis=1)
                 scale = 1.0 + np.abs(beta[idx] @ A.T).max(axis=1)
-                done = finite & (orig <= prob.tol * scale)
+                # also done when the step just applied leaves a predicted remainder below tol:
+                # with contraction ratio r = size / last, the error left is about orig r / (1 - r)
+                prev = last[idx]
+                ok = np.isfinite(prev) & (prev > 0) & np.isfinite(size)
+                ratio = np.ones_like(size)
+                ratio[ok] = size[ok] / prev[ok]
+                with np.errstate(over="ignore", invalid="ignore"):  # diverging replicates
+                    left = orig * ratio / np.maximum(1.0 - ratio, 1e-12)
+                done = finite & ((orig <= prob.tol * scale) | ((ratio < 0.5) & (left <= 0.1 * prob.tol * scale)))
                 status[idx[done]] = CONVERGED
                 if ph == 1:  # chord steps must shrink fast; otherwise form a float64 Hessian
                     phase[idx[~done & (size > 0.25 * last[idx])]] = 2
