@@ -421,7 +421,7 @@ def test_markdown_report(report, result: StudyResult) -> None:
     md = report.markdown.read_text()
     assert SYNTHETIC_BANNER in md
     for heading in ("Sample flow", "Hierarchical logit", "verdicts beside the 2012 study",
-                    "Interaction on the probability scale", "Implications in plain words",
+                    "Predicted survival by export ratio and R&D intensity", "Implications in plain words",
                     "Validation warnings",
                     "Methods note"):
         assert heading in md
