@@ -254,10 +254,7 @@ def hazard_ratio_table(
     n_coef = len(rows)
 
     def stat(name: str, values: Sequence[str]) -> None:
-        cells = [name]
-        for v in values:
-            cells += [v, ""]
-        rows.append(tuple(cells))
+        _stat_row(rows, name, values)
 
     stat("N (firms / firm-years)", [n_obs_cell(f) for f in fits])
     exits = []
@@ -443,10 +440,7 @@ def cause_specific_table(
     n_coef = len(rows)
 
     def stat(name: str, values: Sequence[str]) -> None:
-        cells = [name]
-        for v in values:
-            cells += [v, ""]
-        rows.append(tuple(cells))
+        _stat_row(rows, name, values)
 
     stat("N (firms)", [fmt_int(f.nobs) if f is not None else DASH for f in models])
     stat("Exits of this route (events)", [fmt_int(c.n_events) for c in fits])
@@ -476,3 +470,11 @@ def cause_specific_table(
         rules_after=(n_coef - 1,) if n_coef else (),
         align=_ratio_align(len(fits)),
     )
+
+
+def _stat_row(rows: list, name: str, values: Sequence[str]) -> None:
+    """A bottom row of a ratio table: one value per model, the p-value cell left empty."""
+    cells = [name]
+    for v in values:
+        cells += [v, ""]
+    rows.append(tuple(cells))
