@@ -88,7 +88,9 @@ def fit(
     weights_kind: Annotated[str, typer.Option(help="frequency or survey")] = "frequency",
     information: Annotated[str, typer.Option(help="expected (as R's glm) or observed (as Stata)")] = "expected",
     conf_level: Annotated[float, typer.Option(help="confidence level")] = 0.95,
-    engine: Annotated[str, typer.Option(help="memory")] = "memory",
+    engine: Annotated[str, typer.Option(help="memory (read the whole file) or stream (Arrow batches in bounded memory; logit, probit, cloglog; Parquet, CSV, DuckDB)")] = "memory",
+    batch_rows: Annotated[int | None, typer.Option(help="rows per batch (--engine stream); default from --memory")] = None,
+    memory: Annotated[str, typer.Option(help="memory budget for batch data (--engine stream), e.g. 512MB, 1GB")] = "1GB",
     json_out: Annotated[str | None, typer.Option("--json", help="write the JSON result to PATH, or - for stdout")] = None,
 ) -> None:
     """Fit one model and print its table (or the JSON contract of DESIGN.md with --json).
@@ -100,8 +102,13 @@ def fit(
     from smesurvival.data.readers import read_data
     from smesurvival.models.dispatch import ModelOptions, fit_model
 
-    if engine != "memory":
-        raise UsageError(f"--engine must be 'memory' in this version; got '{engine}'")
+    if engine not in ("memory", "stream"):
+        raise UsageError(f"--engine must be 'memory' or 'stream'; got '{engine}'")
+    if engine == "stream" and model not in ("logit", "probit", "cloglog"):
+        raise UsageError(
+            f"--engine stream fits --model logit, probit or cloglog; got '{model}' (use "
+            "--engine memory for it)"
+        )
     try:
         cut_values = tuple(float(c) for c in cuts.split(",")) if cuts else None
     except ValueError:
@@ -112,7 +119,21 @@ def fit(
         information=information, conf_level=conf_level, id=id, link=link,
         period_terms=period_terms, cuts=cut_values, width=width,
     )
-    res = fit_model(model, read_data(data).frame, formula, opts)
+    if engine == "stream":
+        from smesurvival.scale.stream import fit_stream
+
+        if "~" not in formula:
+            if event is None:
+                raise UsageError(f"--model {model} needs --event (the outcome column) or a formula y ~ ...")
+            formula = f"{event} ~ {formula}"
+        res = fit_stream(
+            formula, data, model=model, vcov=vcov or "classical",  # type: ignore[arg-type]
+            cluster=cluster, weights=weights, weights_kind=weights_kind,  # type: ignore[arg-type]
+            information=information, conf_level=conf_level,  # type: ignore[arg-type]
+            batch_rows=batch_rows, memory=memory,
+        )
+    else:
+        res = fit_model(model, read_data(data).frame, formula, opts)
     d = res.to_dict()
     payload = {k: d[k] for k in ("model", "formula", "n_obs", "n_events", "dropped", "params", "bse",
                                  "pvalues", "conf_int", "loglik", "llnull", "aic", "bic",

@@ -1,0 +1,729 @@
+"""The streaming engine: binary GLMs over Arrow record batches in bounded memory.
+
+``fit_stream`` gives the numbers :func:`smesurvival.models.fit.fit` gives on the same rows
+(DESIGN.md principle 1: one kernel, many engines) without ever holding the data. It runs the
+in-memory engine's own pieces batch by batch:
+
+1. **scan pass** — rows read, rows dropped for a missing value charged to the first missing
+   column (exactly as :func:`smesurvival.models.design.drop_missing`), the levels of every
+   categorical factor, the whole-data means/SDs of ``center()``/``standardize()`` terms, the
+   0/1 outcome check, the weights check, the cluster labels. The formulaic encoder is then
+   fixed once (levels and transform state of the whole data), so every batch encodes to the
+   same columns in the same order as the in-memory design;
+2. **design pass** — the weighted Gram for the rank check
+   (:func:`~smesurvival.models.checks.check_rank_gram`), the correlation sums for the VIFs and
+   the kernel's sums at the start values;
+3. **one pass per Newton step** — :func:`~smesurvival.models.kernels.glm_partial_sums` on
+   each batch, added up, inside :func:`~smesurvival.models.glm.newton_glm`;
+4. **sandwich pass** — HC meat sums and per-cluster score sums (kept across batches), the
+   fitted-value range. The null log-likelihood is closed-form: the intercept-only MLE has
+   mu = weighted mean of y for every link.
+
+What is held in memory: one batch (its Arrow columns, a pandas copy, the design block, the
+encoder's intermediate frames and the kernel's temporaries: about ``batch_rows * (160 p + 64 r)``
+bytes for p design and r raw columns) plus, for Parquet, the row group being decoded; p x p
+sums, the categorical levels, and for a cluster-robust covariance the sorted distinct cluster
+labels (G values) — plus, only when the clusters are *not* stored contiguously (a firm's rows
+spread over the file), a G x p array of score sums. Nothing else grows with the number of
+rows. Batch size: ``batch_rows``, else half the ``memory`` budget divided by the bytes per row.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from formulaic import Formula, ModelSpec
+from scipy import special
+
+from smesurvival.data.flow import SampleFlow
+from smesurvival.errors import (
+    ConvergenceError,
+    FormulaError,
+    SeparationError,
+    SmeSurvivalError,
+    UsageError,
+)
+from smesurvival.inference.vcov import (
+    VCOV_TYPES,
+    WEIGHTS_KINDS,
+    VcovType,
+    WeightsKind,
+    check_choice,
+    sandwich_vcov,
+)
+from smesurvival.models.checks import check_rank_gram, check_separation
+from smesurvival.models.design import ALLOWED_FUNCTIONS, parse_formula, spec_to_dict
+from smesurvival.models.families import FAMILIES, Family
+from smesurvival.models.fit import BINARY_MODELS, BinaryModel, _separation_message
+from smesurvival.models.glm import newton_glm, start_values
+from smesurvival.models.kernels import GLMSums, Information, glm_partial_sums
+from smesurvival.models.result import Diagnostics, FitResult
+from smesurvival.scale.sources import BatchSource, CsvSource, open_source
+
+__all__ = ["fit_stream", "parse_memory", "rows_for_memory"]
+
+_STATEFUL = {"center", "standardize", "scale"}
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
+          "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
+          "tib": 2**40}
+
+
+def parse_memory(memory: str | int) -> int:
+    """A memory budget in bytes: an int, or text such as ``1GB``, ``512MB``, ``2GiB``."""
+    if isinstance(memory, int | np.integer) and not isinstance(memory, bool):
+        value = int(memory)
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(memory))
+        unit = m.group(2).lower() if m else None
+        if m is None or unit not in _UNITS:
+            raise UsageError(
+                f"memory must be a size such as 512MB, 1GB or 2GiB (or a number of bytes); got "
+                f"'{memory}'"
+            )
+        value = int(float(m.group(1)) * _UNITS[unit])
+    if value <= 0:
+        raise UsageError(f"memory must be positive; got '{memory}'")
+    return value
+
+
+def rows_for_memory(memory_bytes: int, n_design: int, n_raw: int) -> int:
+    """Rows per batch so that one batch and its temporaries take about half the budget.
+
+    Measured: formulaic's per-factor frames, the design copy and the kernel's temporaries
+    take about 160 bytes per design column and row; raw columns about 64 bytes each.
+    """
+    per_row = 160 * n_design + 64 * max(n_raw, 1) + 64
+    return int(min(max((memory_bytes // 2) // per_row, 1024), 1 << 23))
+
+
+# --------------------------------------------------------------------------- running sums
+
+
+@dataclass
+class _Moments:
+    """Count, mean and sum of squared deviations, merged batch by batch (Chan et al.)."""
+
+    n: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+
+    def add(self, v: np.ndarray) -> None:
+        nb = len(v)
+        if nb == 0:
+            return
+        mb = float(np.mean(v))
+        m2b = float(np.sum((v - mb) ** 2))
+        n = self.n + nb
+        d = mb - self.mean
+        self.mean += d * nb / n
+        self.m2 += m2b + d * d * self.n * nb / n
+        self.n = n
+
+
+class _Distinct:
+    """Sorted distinct values of a stream of arrays (merged lazily; memory ~ distinct count)."""
+
+    def __init__(self) -> None:
+        self.values: np.ndarray | None = None
+        self._pending: list[np.ndarray] = []
+        self._n_pending = 0
+
+    def add(self, a: np.ndarray) -> None:
+        u = np.unique(a)
+        self._pending.append(u)
+        self._n_pending += len(u)
+        if self._n_pending > max(0 if self.values is None else len(self.values), 1 << 16):
+            self.merge()
+
+    def merge(self) -> np.ndarray:
+        parts = ([] if self.values is None else [self.values]) + self._pending
+        if parts:
+            self.values = np.unique(np.concatenate(parts))
+        self._pending, self._n_pending = [], 0
+        return self.values if self.values is not None else np.zeros(0)
+
+
+@dataclass
+class _StatefulTerm:
+    key: str  # the factor expression, formulaic's transform-state key
+    kind: str  # center | standardize | scale
+    ddof: float
+    helper: ModelSpec  # evaluates the inner expression
+    moments: _Moments = field(default_factory=_Moments)
+
+
+@dataclass
+class _Scan:
+    n_read: int = 0
+    n_used: int = 0
+    missing: dict[str, int] = field(default_factory=dict)
+    levels: dict[str, set[Any]] = field(default_factory=dict)
+    first_row: pd.DataFrame | None = None
+    y_numeric: bool = True
+    bad_y_rows: int = 0
+    bad_y_values: list[float] = field(default_factory=list)
+    sum_w: float = 0.0
+    sum_wy: float = 0.0
+    w_numeric: bool = True
+    w_bad: bool = False
+    clusters: _Distinct = field(default_factory=_Distinct)
+    cluster_runs: int = 0
+    last_cluster: Any = None
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+def fit_stream(
+    formula: str,
+    source: Any = None,
+    *,
+    model: BinaryModel = "logit",
+    vcov: VcovType = "classical",
+    cluster: str | None = None,
+    weights: str | None = None,
+    weights_kind: WeightsKind = "frequency",
+    information: Information = "expected",
+    conf_level: float = 0.95,
+    batch_rows: int | None = None,
+    memory: str | int = "1GB",
+    sql: str | None = None,
+    tol: float = 1e-12,
+    max_iter: int = 200,
+    separation_rows: int = 5_000_000,
+) -> FitResult:
+    """Fit a logit/probit/cloglog model by streaming the data in batches (engine ``stream``).
+
+    Parameters are those of :func:`smesurvival.models.fit.fit`, plus:
+
+    source : a Parquet file or a directory of Parquet files, a CSV file, a DuckDB database
+        file (with ``sql=``, or holding one table), a DataFrame or Arrow table, a callable
+        returning an iterable of chunks (called once per pass), a list of chunks, or a
+        one-shot iterator of chunks (DataFrames or Arrow record batches; e.g. the firm-year
+        rows of :func:`smesurvival.data.panel.iter_person_period`), which is spooled to
+        temporary Parquet files on the first pass.
+    sql : a DuckDB query (``SELECT * FROM 'firms/*.parquet' WHERE ...``), re-run each pass.
+    batch_rows : rows per batch; default from ``memory`` and the number of design columns.
+    memory : the budget for batch data (``"1GB"``, ``"512MB"``); the interpreter and
+        libraries come on top.
+    separation_rows : the linear-programming separation check needs every row in memory; it
+        runs (on a failed or extreme fit) only up to this many rows.
+
+    Example
+    -------
+    >>> res = fit_stream("survived ~ export_ratio * rd_intensity + C(industry)",
+    ...                  "firms.parquet", vcov="cluster", cluster="firm_id")  # doctest: +SKIP
+    """
+    check_choice(model, BINARY_MODELS, "model")
+    check_choice(vcov, VCOV_TYPES, "vcov")
+    check_choice(weights_kind, WEIGHTS_KINDS, "weights_kind")
+    check_choice(information, ("expected", "observed"), "information")
+    if not 0.0 < conf_level < 1.0:
+        raise UsageError(f"conf_level must be between 0 and 1; got {conf_level}")
+    if batch_rows is not None and (isinstance(batch_rows, bool) or int(batch_rows) < 1):
+        raise UsageError(f"batch_rows must be a whole number >= 1; got {batch_rows!r}")
+    budget = parse_memory(memory)
+    src = open_source(source, sql=sql, block_bytes=budget // 16)
+    try:
+        return _fit(
+            src, formula, model=model, vcov=vcov, cluster=cluster, weights=weights,
+            weights_kind=weights_kind, information=information, conf_level=conf_level,
+            batch_rows=batch_rows, budget=budget, tol=tol, max_iter=max_iter,
+            separation_rows=separation_rows,
+        )
+    finally:
+        src.close()
+
+
+def _fit(
+    src: BatchSource, formula: str, *, model: str, vcov: str, cluster: str | None,
+    weights: str | None, weights_kind: str, information: Information, conf_level: float,
+    batch_rows: int | None, budget: int, tol: float, max_iter: int, separation_rows: int,
+) -> FitResult:
+    columns = list(src.columns)
+    for role, col in (("cluster", cluster), ("weights", weights)):
+        if col is not None and col not in columns:
+            raise UsageError(f"{role} column '{col}' is not in the data")
+    if vcov == "cluster" and cluster is None:
+        raise UsageError("vcov 'cluster' needs a cluster column (cluster=... / --cluster COLUMN)")
+    parsed = parse_formula(formula, columns)
+    if parsed.outcome is None:
+        raise FormulaError(f"formula '{formula}' has no outcome: write 'outcome ~ terms'")
+    if vcov == "classical" and weights is not None:  # the in-memory engine's survey-weights rule
+        sandwich_vcov(np.eye(1), np.empty((0, 0)), "classical", weights=np.ones(1),
+                      weights_kind=weights_kind)  # type: ignore[arg-type]
+    outcome = parsed.outcome
+    extra = tuple(c for c in (weights, cluster) if c is not None)
+    variables = parsed.variables + extra
+    needed = list(dict.fromkeys(variables))
+    if isinstance(src, CsvSource):
+        src.settle_types(needed)
+    rhs_formula = Formula(parsed.rhs)
+    stateful, c_columns = _stateful_terms(rhs_formula)
+
+    # ---- pass 1: flow, levels, transform state, checks ------------------------------------
+    rows1 = batch_rows or rows_for_memory(budget, len(needed) + 1, len(needed))
+    scan = _Scan(missing=dict.fromkeys(variables, 0))
+    for df in src.frames(needed, rows1):
+        _scan_batch(df, scan, variables, parsed.variables, outcome, weights, cluster,
+                    stateful, c_columns, formula)
+    dtypes = src.freeze()
+    if cluster is not None:
+        scan.clusters.merge()
+    if scan.n_used == 0:
+        raise FormulaError("no rows are left after dropping rows with missing values")
+    flow = SampleFlow(scan.n_read)
+    for col in variables:
+        if scan.missing.get(col):
+            flow = flow.drop(f"missing value in column '{col}'", scan.missing[col], "missing", col)
+            scan.missing[col] = 0  # a column listed twice is charged once
+    spec, terms = _build_spec(parsed.rhs, rhs_formula, scan, dtypes, stateful, formula)
+    if not scan.y_numeric:
+        raise FormulaError(f"outcome column '{outcome}' must be numeric (0/1 for binary models)")
+    if scan.bad_y_rows:
+        vals = ", ".join(map(repr, scan.bad_y_values[:5]))
+        raise FormulaError(
+            f"outcome column '{outcome}' must be 0/1 for a {model} model; found {vals} "
+            f"in {scan.bad_y_rows} row(s)"
+        )
+    if not scan.w_numeric:
+        raise UsageError(f"weights column '{weights}' must be numeric")
+    if scan.w_bad:
+        raise UsageError(f"weights column '{weights}' has negative or infinite values")
+
+    p = len(terms)
+    fam = FAMILIES[model]
+    has_intercept = "Intercept" in terms
+    rows = batch_rows or rows_for_memory(budget, p, len(needed))
+    enc = _Encoder(src, needed, rows, variables, spec, terms, outcome, weights, cluster, formula)
+
+    # ---- pass 2: Gram (rank check), correlation sums (VIF), kernel sums at the start --------
+    icpt = terms.index("Intercept") if has_intercept else None
+    ybar = scan.sum_wy / scan.sum_w
+    beta0 = start_values(p, icpt, fam, ybar)
+    gram = np.zeros((p, p))
+    shift: np.ndarray | None = None
+    s1, s2 = np.zeros(p), np.zeros((p, p))
+    first: GLMSums | None = None
+    for X, y, w, _ in enc.batches():
+        gram += (X if w is None else X * w[:, None]).T @ X
+        if shift is None:
+            shift = X.mean(axis=0)
+        Xc = X - shift
+        s1 += Xc.sum(axis=0)
+        s2 += Xc.T @ Xc
+        part = glm_partial_sums(X, y, beta0, fam, w, None, information)
+        first = part if first is None else first + part
+    assert first is not None
+    check_rank_gram(gram, terms)
+
+    # ---- Newton: one pass per evaluation of the kernel sums -------------------------------
+    cache: dict[str, Any] = {"beta": beta0.copy(), "sums": first}
+
+    def sums(beta: np.ndarray, info_kind: Information) -> GLMSums:
+        if cache and np.array_equal(beta, cache["beta"]) and info_kind == information:
+            out: GLMSums = cache.pop("sums")
+            cache.clear()
+            return out
+        total: GLMSums | None = None
+        for X, y, w, _ in enc.batches():
+            part = glm_partial_sums(X, y, beta, fam, w, None, info_kind)
+            total = part if total is None else total + part
+        assert total is not None
+        return total
+
+    est = newton_glm(sums, beta0, information=information, tol=tol, max_iter=max_iter)
+
+    # ---- sandwich pass: meat, cluster score sums, fitted range ---------------------------
+    G = len(scan.clusters.values) if scan.clusters.values is not None else 0
+    contiguous = cluster is not None and scan.cluster_runs == G
+    fin = _final_pass(enc, est.params, fam, vcov, weights_kind, scan, contiguous)
+    if fin is None:  # the source changed its row order between passes: unsorted mode
+        fin = _final_pass(enc, est.params, fam, vcov, weights_kind, scan, False)
+        assert fin is not None
+    meat, mu_min, mu_max, extreme = fin
+
+    if not est.converged or extreme:
+        if scan.n_used <= separation_rows:
+            Xa, ya, wa = _collect(enc)
+            sep = check_separation(Xa, ya, terms, wa)
+            del Xa, ya, wa
+            if sep.separated:
+                raise SeparationError(_separation_message(outcome, sep, model))
+        else:  # too many rows to hold for the LP check: refuse rather than report infinities
+            cls = SeparationError if extreme else ConvergenceError
+            raise cls(
+                (f"{extreme} fitted probabilities are numerically 0 or 1; possible separation"
+                 if extreme else f"the {model} fit did not converge")
+                + f" (after {est.iterations} iterations, last step {est.max_abs_step:.3g}). The "
+                "linear-programming separation check needs every row in memory and was skipped "
+                f"for {scan.n_used} rows (separation_rows={separation_rows}; raise it to run the "
+                "check if the rows fit in memory). Drop or merge rare categories or the term(s) "
+                "that predict the outcome perfectly, rescale large covariates, or raise max_iter"
+                + (", or use Firth's penalised logit (--model firth) on a sample" if model == "logit"
+                   else "")
+                + "."
+            )
+        if not est.converged:
+            raise ConvergenceError(
+                f"the {model} fit did not converge in {est.iterations} iterations (last step "
+                f"{est.max_abs_step:.3g}); rescale large covariates, check for near-collinear "
+                "terms, or raise max_iter"
+            )
+
+    bread = np.linalg.inv(est.info)
+    bread = (bread + bread.T) / 2.0
+    V = _vcov(bread, meat, vcov, weights is not None, weights_kind, scan, G, p)
+    n_events = scan.sum_wy
+    diag = _diagnostics(terms, s1, s2, scan.n_used, mu_min, mu_max, extreme, est.info)
+    return FitResult(
+        model=model, formula=formula, terms=terms, params=est.params, vcov=V,
+        vcov_type=vcov, nobs=scan.n_used, n_events=n_events, loglik=est.loglik,
+        llnull=_null_loglik(fam, has_intercept, scan.sum_w, scan.sum_wy),
+        converged=est.converged, iterations=est.iterations, has_intercept=has_intercept,
+        flow=flow, conf_level=conf_level, information=information,
+        weights_kind=weights_kind if weights is not None else None,
+        sum_weights=scan.sum_w if weights is not None else None,
+        n_clusters=G if cluster is not None else None, cluster_var=cluster, engine="stream",
+        diagnostics=diag, design_spec=spec_to_dict(spec), _spec=spec,
+    )
+
+
+# --------------------------------------------------------------------------- pass 1
+
+
+def _stateful_terms(rhs: Formula) -> tuple[dict[str, _StatefulTerm], set[str]]:
+    """center()/standardize() factors (their state comes from the whole data) and C() columns."""
+    out: dict[str, _StatefulTerm] = {}
+    c_cols: set[str] = set()
+    for term in rhs:
+        for factor in term.factors:
+            expr = factor.expr
+            try:
+                tree = ast.parse(expr, mode="eval").body
+            except SyntaxError:
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                        and node.func.id == "C":
+                    c_cols |= {n.id for a in node.args for n in ast.walk(a) if isinstance(n, ast.Name)}
+            calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+                     and isinstance(n.func, ast.Name) and n.func.id in _STATEFUL]
+            if not calls or expr in out:
+                continue
+            top = tree if isinstance(tree, ast.Call) else None
+            kws = {k.arg: k.value for k in top.keywords} if top is not None else {}
+            if (top is None or len(calls) != 1 or calls[0] is not top or len(top.args) != 1
+                    or set(kws) - {"ddof"}
+                    or not all(isinstance(v, ast.Constant) for v in kws.values())):
+                raise FormulaError(
+                    f"the stream engine cannot compute the term '{expr}' batch by batch: use "
+                    "center(...) or standardize(...) as a whole factor (e.g. center(x), "
+                    "standardize(log(x))), or add the transformed column to the data"
+                )
+            assert top is not None and isinstance(top.func, ast.Name)
+            name = top.func.id
+            ddof = kws["ddof"].value if "ddof" in kws else 1  # type: ignore[attr-defined]
+            inner = ast.unparse(top.args[0])
+            helper = ModelSpec.from_spec(Formula(f"0 + I({inner})"), na_action="raise",
+                                         output="pandas")
+            out[expr] = _StatefulTerm(expr, name, ddof, helper)
+    return out, c_cols
+
+
+def _maybe_categorical(s: pd.Series) -> bool:
+    return not pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype)
+
+
+def _scan_batch(
+    df: pd.DataFrame, scan: _Scan, variables: tuple[str, ...], model_vars: tuple[str, ...],
+    outcome: str, weights: str | None, cluster: str | None,
+    stateful: dict[str, _StatefulTerm], c_columns: set[str], formula: str,
+) -> None:
+    scan.n_read += len(df)
+    keep = np.ones(len(df), dtype=bool)
+    for col in variables:
+        miss = df[col].isna().to_numpy() & keep
+        n = int(miss.sum())
+        if n:
+            scan.missing[col] += n
+            keep &= ~miss
+    w_all: np.ndarray | None = None
+    if weights is not None:
+        try:
+            w_all = pd.to_numeric(df[weights], errors="raise").to_numpy(dtype=float)
+        except (ValueError, TypeError):
+            scan.w_numeric = False
+    if not keep.any():
+        return
+    sub = df[keep].reset_index(drop=True)
+    scan.n_used += len(sub)
+    if scan.first_row is None:
+        scan.first_row = sub.iloc[[0]][list(dict.fromkeys(model_vars))].reset_index(drop=True)
+    for col in dict.fromkeys(model_vars):
+        if col != outcome and (col in c_columns or _maybe_categorical(sub[col])):
+            scan.levels.setdefault(col, set()).update(pd.unique(sub[col]).tolist())
+    for st in stateful.values():
+        try:
+            mm = st.helper.get_model_matrix(sub, context=dict(ALLOWED_FUNCTIONS))
+        except Exception as e:
+            raise FormulaError(
+                f"formula '{formula}' could not be evaluated on the data: {e}"
+            ) from None
+        st.moments.add(np.asarray(mm.to_numpy(dtype=float))[:, 0])
+    w = None
+    if w_all is not None:
+        w = w_all[keep]
+        if (w < 0).any() or not np.isfinite(w).all():
+            scan.w_bad = True
+    if scan.y_numeric:
+        try:
+            y = pd.to_numeric(sub[outcome], errors="raise").to_numpy(dtype=float)
+        except (ValueError, TypeError):
+            scan.y_numeric = False
+        else:
+            bad = ~np.isin(y, (0.0, 1.0))
+            if bad.any():
+                scan.bad_y_rows += int(bad.sum())
+                scan.bad_y_values = sorted(set(scan.bad_y_values) | set(np.unique(y[bad]).tolist()))[:5]
+            scan.sum_w += float(w.sum()) if w is not None else float(len(y))
+            scan.sum_wy += float((y * w).sum()) if w is not None else float(y.sum())
+    if cluster is not None:
+        cl = sub[cluster].to_numpy()
+        scan.clusters.add(cl)
+        runs = 1 + int(np.count_nonzero(cl[1:] != cl[:-1]))
+        if scan.last_cluster is not None and cl[0] == scan.last_cluster:
+            runs -= 1
+        scan.cluster_runs += runs
+        scan.last_cluster = cl[-1]
+
+
+def _build_spec(
+    rhs: str, rhs_formula: Formula, scan: _Scan, dtypes: dict[str, Any],
+    stateful: dict[str, _StatefulTerm], formula: str,
+) -> tuple[ModelSpec, tuple[str, ...]]:
+    """The formulaic spec of the whole data: encoder fitted on a small frame holding every
+    level of every categorical column, transform state replaced by whole-data moments."""
+    assert scan.first_row is not None
+    n_lev = max([len(v) for v in scan.levels.values()] + [1])
+    frame = scan.first_row.iloc[[0] * n_lev].reset_index(drop=True)
+    for col in frame.columns:
+        target = dtypes.get(col)
+        if col in scan.levels:
+            levels = list(scan.levels[col])
+            s = pd.Series([levels[i % len(levels)] for i in range(n_lev)], dtype=object)
+            frame[col] = s.astype(target) if target is not None else s.infer_objects()
+        elif target is not None and frame[col].dtype != target:
+            frame[col] = frame[col].astype(target)
+    state: dict[str, Any] = {}
+    for key, st in stateful.items():
+        mom = st.moments
+        scale: Any = None
+        if st.kind != "center":
+            scale = np.float64(math.sqrt(mom.m2 / (mom.n - st.ddof))) if mom.n > st.ddof \
+                else np.float64("nan")
+        state[key] = {"ddof": st.ddof if st.kind != "center" else 1,
+                      "center": np.float64(mom.mean), "scale": scale}
+    try:
+        spec0 = ModelSpec.from_spec(rhs_formula, na_action="raise", output="pandas")
+        spec0 = spec0.update(transform_state=state)
+        mm = spec0.get_model_matrix(frame, context=dict(ALLOWED_FUNCTIONS))
+    except SmeSurvivalError:
+        raise
+    except Exception as e:
+        raise FormulaError(f"formula '{formula}' could not be evaluated on the data: {e}") from None
+    spec = mm.model_spec
+    unknown = set(spec.transform_state) - set(state)
+    if unknown:
+        raise FormulaError(
+            f"the stream engine cannot compute the term(s) {', '.join(sorted(unknown))} batch by "
+            "batch: add the transformed column to the data"
+        )
+    return spec, tuple(str(c) for c in mm.columns)
+
+
+# --------------------------------------------------------------------------- later passes
+
+
+class _Encoder:
+    """Re-reads the source and yields (X, y, w, cluster labels) of the used rows per batch."""
+
+    def __init__(self, src: BatchSource, needed: list[str], rows: int,
+                 variables: tuple[str, ...], spec: ModelSpec, terms: tuple[str, ...],
+                 outcome: str, weights: str | None, cluster: str | None, formula: str) -> None:
+        self.src, self.needed, self.rows = src, needed, rows
+        self.variables = tuple(dict.fromkeys(variables))
+        self.spec, self.terms = spec, terms
+        self.outcome, self.weights, self.cluster, self.formula = outcome, weights, cluster, formula
+
+    def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]]:
+        ctx = dict(ALLOWED_FUNCTIONS)
+        for df in self.src.frames(self.needed, self.rows):
+            keep = np.ones(len(df), dtype=bool)
+            for col in self.variables:
+                keep &= ~df[col].isna().to_numpy()
+            if not keep.any():
+                continue
+            sub = df[keep].reset_index(drop=True)
+            try:
+                mm = self.spec.get_model_matrix(sub, context=ctx)
+            except Exception as e:
+                raise FormulaError(
+                    f"formula '{self.formula}' could not be evaluated on the data: {e}"
+                ) from None
+            if tuple(str(c) for c in mm.columns) != self.terms:  # pragma: no cover - a bug guard
+                raise RuntimeError("a batch encoded to different design columns")
+            X = np.asarray(mm.to_numpy(dtype=float), dtype=float, order="C")
+            y = pd.to_numeric(sub[self.outcome]).to_numpy(dtype=float)
+            w = None if self.weights is None else \
+                pd.to_numeric(sub[self.weights]).to_numpy(dtype=float)
+            cl = None if self.cluster is None else sub[self.cluster].to_numpy()
+            yield X, y, w, cl
+
+
+def _final_pass(
+    enc: _Encoder, beta: np.ndarray, fam: Family, vcov: str, weights_kind: str, scan: _Scan,
+    contiguous: bool,
+) -> tuple[np.ndarray, float, float, int] | None:
+    """Meat of the sandwich (HC or cluster) and the fitted-value range at ``beta``.
+
+    Cluster score sums: with contiguous clusters each finished cluster is flushed into the meat
+    (O(p) memory); otherwise a G x p array keyed by the sorted labels. Returns None when the
+    contiguous order seen in the first pass is not the order of this pass.
+    """
+    p = len(beta)
+    meat = np.zeros((p, p))
+    mu_min, mu_max, extreme = math.inf, -math.inf, 0
+    labels = scan.clusters.values
+    by_cluster = vcov == "cluster"
+    S = np.zeros((len(labels), p)) if by_cluster and not contiguous and labels is not None else None
+    carry: np.ndarray | None = None
+    carry_label: Any = None
+    flushed = 0
+    for X, y, w, cl in enc.batches():
+        eta = X @ beta
+        mu = fam.mean(eta)
+        mu_min, mu_max = min(mu_min, float(mu.min())), max(mu_max, float(mu.max()))
+        extreme += int(((mu < 1e-8) | (mu > 1 - 1e-8)).sum())
+        if vcov == "classical":
+            continue
+        _, u, _, _ = fam.pieces(eta, y)
+        if vcov in ("hc0", "hc1"):
+            c = np.ones(len(y)) if w is None else (w if weights_kind == "frequency" else w * w)
+            meat += (X * (c * u * u)[:, None]).T @ X
+            continue
+        assert cl is not None
+        sw = X * (u if w is None else u * w)[:, None]
+        if contiguous:
+            starts = np.flatnonzero(np.r_[True, cl[1:] != cl[:-1]])
+            sums = np.add.reduceat(sw, starts, axis=0)
+            run_labels = cl[starts]
+            if carry is not None:
+                if run_labels[0] == carry_label:
+                    sums[0] += carry
+                else:
+                    meat += np.outer(carry, carry)
+                    flushed += 1
+            meat += sums[:-1].T @ sums[:-1]
+            flushed += len(sums) - 1
+            carry, carry_label = sums[-1].copy(), run_labels[-1]
+        else:
+            assert S is not None and labels is not None
+            codes = np.searchsorted(labels, cl)
+            order = np.argsort(codes, kind="stable")
+            sc = codes[order]
+            starts = np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]])
+            S[sc[starts]] += np.add.reduceat(sw[order], starts, axis=0)
+    if by_cluster:
+        if contiguous:
+            if carry is not None:
+                meat += np.outer(carry, carry)
+                flushed += 1
+            if labels is None or flushed != len(labels):
+                return None
+        else:
+            assert S is not None
+            meat = S.T @ S
+    return meat, mu_min, mu_max, extreme
+
+
+def _vcov(
+    bread: np.ndarray, meat: np.ndarray, vcov: str, weighted: bool, weights_kind: str,
+    scan: _Scan, G: int, k: int,
+) -> np.ndarray:
+    """The covariance from the streamed meat, with the small-sample factors of
+    :func:`smesurvival.inference.vcov.sandwich_vcov` (R's sandwich: HC1 n/(n-k); cluster
+    G/(G-1) (n-1)/(n-k), n the summed frequency weights or the rows)."""
+    if vcov == "classical":
+        return sandwich_vcov(bread, np.empty((0, 0)), "classical",
+                             weights=np.ones(1) if weighted else None,
+                             weights_kind=weights_kind)  # type: ignore[arg-type]
+    n = scan.sum_w if (weighted and weights_kind == "frequency") else float(scan.n_used)
+    if vcov in ("hc0", "hc1"):
+        v = bread @ meat @ bread
+        return v * n / (n - k) if vcov == "hc1" else v
+    if G < 2:
+        raise UsageError("vcov 'cluster' needs at least two clusters")
+    return G / (G - 1) * (n - 1) / (n - k) * (bread @ meat @ bread)
+
+
+def _collect(enc: _Encoder) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Every used row (only for the separation check on data below ``separation_rows``)."""
+    xs, ys, ws = [], [], []
+    for X, y, w, _ in enc.batches():
+        xs.append(X)
+        ys.append(y)
+        if w is not None:
+            ws.append(w)
+    return np.vstack(xs), np.concatenate(ys), (np.concatenate(ws) if ws else None)
+
+
+def _null_loglik(fam: Family, intercept: bool, sum_w: float, sum_wy: float) -> float:
+    """Intercept-only log-likelihood: mu = weighted mean of y for every link (closed form);
+    without an intercept, eta = 0."""
+    w1, w0 = sum_wy, sum_w - sum_wy
+    if intercept:
+        ybar = w1 / sum_w
+        return float(special.xlogy(w1, ybar) + special.xlogy(w0, 1.0 - ybar))
+    ll, _, _, _ = fam.pieces(np.zeros(2), np.array([1.0, 0.0]))
+    return float(w1 * ll[0] + w0 * ll[1])
+
+
+def _diagnostics(
+    terms: tuple[str, ...], s1: np.ndarray, s2: np.ndarray, n: int, mu_min: float,
+    mu_max: float, extreme: int, info: np.ndarray,
+) -> Diagnostics:
+    """As :func:`smesurvival.models.fit.fit_diagnostics`, from streamed (shifted) moments."""
+    cols = [j for j, t in enumerate(terms) if t != "Intercept"]
+    vif: dict[str, float] = {}
+    cov = (s2 - np.outer(s1, s1) / n) / max(n - 1, 1)
+    if len(cols) >= 2:
+        ok = [j for j in cols if cov[j, j] > 0]
+        if len(ok) >= 2:
+            c = cov[np.ix_(ok, ok)]
+            d = np.sqrt(np.diag(c))
+            corr = c / np.outer(d, d)
+            try:
+                inv = np.linalg.inv(corr)
+                vif = {terms[j]: float(v) for j, v in zip(ok, np.diag(inv), strict=True)}
+            except np.linalg.LinAlgError:
+                vif = {}
+    elif len(cols) == 1:
+        vif = {terms[cols[0]]: 1.0}
+    notes = []
+    high = [t for t, v in vif.items() if v > 10]
+    if high:
+        notes.append(f"VIF above 10 for {', '.join(high)}: estimates of these terms are imprecise")
+    if extreme:
+        notes.append(f"{extreme} fitted probabilities are numerically 0 or 1")
+    return Diagnostics(
+        vif=vif, min_fitted=mu_min, max_fitted=mu_max, n_fitted_extreme=extreme,
+        condition_number=float(np.linalg.cond(info)), notes=tuple(notes),
+    )
