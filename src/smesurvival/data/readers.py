@@ -156,7 +156,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    delimiter = _sniff_delimiter(path)
+    delimiter = sniff_delimiter(path)
     convert = pacsv.ConvertOptions(strings_can_be_null=True)
     parse = pacsv.ParseOptions(delimiter=delimiter)
     try:
@@ -173,7 +173,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return table.to_pandas()
 
 
-def _sniff_delimiter(path: Path) -> str:
+def sniff_delimiter(path: Path) -> str:
     """The most frequent of , ; tab | in the header line (comma when none)."""
     with open(path, "rb") as fh:
         head = fh.readline(1 << 16).decode("utf-8", errors="replace")

@@ -59,18 +59,31 @@ def sandwich_vcov(
     n = float(w.sum()) if (weights is not None and weights_kind == "frequency") else float(n_rows)
     if kind in ("hc0", "hc1"):
         c = w if weights_kind == "frequency" else w * w
-        meat = (scores * c[:, None]).T @ scores
-        v = bread @ meat @ bread
-        if kind == "hc1":
-            v = v * n / (n - k)
-        return v
+        return sandwich_from_meat(bread, (scores * c[:, None]).T @ scores, kind, n=n)
     if cluster is None:
         raise UsageError("vcov 'cluster' needs a cluster variable (--cluster COLUMN)")
     codes, g = cluster_codes(cluster)
-    if g < 2:
-        raise UsageError("vcov 'cluster' needs at least two clusters")
     sw = scores * w[:, None]
     sums = np.column_stack([np.bincount(codes, weights=sw[:, j], minlength=g) for j in range(k)])
-    meat = sums.T @ sums
-    factor = g / (g - 1) * (n - 1) / (n - k)
-    return factor * (bread @ meat @ bread)
+    return sandwich_from_meat(bread, sums.T @ sums, kind, n=n, n_clusters=g)
+
+
+def sandwich_from_meat(
+    bread: np.ndarray, meat: np.ndarray, kind: VcovType, *, n: float, n_clusters: int | None = None,
+) -> np.ndarray:
+    """B M B with R sandwich's small-sample factors: HC1 n/(n-k); cluster G/(G-1) (n-1)/(n-k).
+
+    ``n`` is the number of observations (summed frequency weights, else rows). Every engine
+    (in memory, streamed, per partition) accumulates its own meat and finishes here.
+    """
+    k = bread.shape[0]
+    v = bread @ meat @ bread
+    if kind == "hc0":
+        return v
+    if kind == "hc1":
+        return v * n / (n - k)
+    if kind == "cluster":
+        if n_clusters is None or n_clusters < 2:
+            raise UsageError("vcov 'cluster' needs at least two clusters")
+        return n_clusters / (n_clusters - 1) * (n - 1) / (n - k) * v
+    raise UsageError(f"sandwich_from_meat: kind must be hc0, hc1 or cluster; got '{kind}'")

@@ -97,7 +97,7 @@ def fit(
     if not est.converged or extreme:
         sep = check_separation(X, y, design.terms, w)
         if sep.separated:
-            raise SeparationError(_separation_message(outcome, sep, model))
+            raise SeparationError(separation_message(outcome, sep, model))
         if not est.converged:
             raise ConvergenceError(
                 f"the {model} fit did not converge in {est.iterations} iterations (last step "
@@ -150,7 +150,7 @@ def weights_column(data: pd.DataFrame, col: str | None, rows: np.ndarray) -> np.
     return w
 
 
-def _separation_message(outcome: str | None, sep: SeparationCheck, model: str) -> str:
+def separation_message(outcome: str | None, sep: SeparationCheck, model: str) -> str:
     kind = "complete" if sep.complete else "quasi-complete"
     terms = ", ".join(f"'{t}'" for t in sep.terms)
     return (

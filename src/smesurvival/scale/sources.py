@@ -223,12 +223,12 @@ class CsvSource(BatchSource):
         super().__init__()
         import pyarrow.csv as pacsv
 
-        from smesurvival.data.readers import _sniff_delimiter
+        from smesurvival.data.readers import sniff_delimiter
 
         self.label = str(path)
         self._path = path
         self._block = int(min(max(block_bytes, 1 << 16), 1 << 28))
-        self._parse = pacsv.ParseOptions(delimiter=_sniff_delimiter(path))
+        self._parse = pacsv.ParseOptions(delimiter=sniff_delimiter(path))
         self._encoding = "utf8"
         self._column_types: dict[str, pa.DataType] = {}
         try:

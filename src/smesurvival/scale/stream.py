@@ -56,12 +56,13 @@ from smesurvival.inference.vcov import (
     VcovType,
     WeightsKind,
     check_choice,
+    sandwich_from_meat,
     sandwich_vcov,
 )
 from smesurvival.models.checks import check_rank_gram, check_separation
 from smesurvival.models.design import ALLOWED_FUNCTIONS, parse_formula, spec_to_dict
 from smesurvival.models.families import FAMILIES, Family
-from smesurvival.models.fit import BINARY_MODELS, BinaryModel, _separation_message
+from smesurvival.models.fit import BINARY_MODELS, BinaryModel, separation_message
 from smesurvival.models.glm import newton_glm, start_values
 from smesurvival.models.kernels import GLMSums, Information, glm_partial_sums
 from smesurvival.models.result import Diagnostics, FitResult
@@ -356,7 +357,7 @@ def _fit(
             sep = check_separation(Xa, ya, terms, wa)
             del Xa, ya, wa
             if sep.separated:
-                raise SeparationError(_separation_message(outcome, sep, model))
+                raise SeparationError(separation_message(outcome, sep, model))
         else:  # too many rows to hold for the LP check: refuse rather than report infinities
             cls = SeparationError if extreme else ConvergenceError
             raise cls(
@@ -666,12 +667,8 @@ def _vcov(
                              weights=np.ones(1) if weighted else None,
                              weights_kind=weights_kind)  # type: ignore[arg-type]
     n = scan.sum_w if (weighted and weights_kind == "frequency") else float(scan.n_used)
-    if vcov in ("hc0", "hc1"):
-        v = bread @ meat @ bread
-        return v * n / (n - k) if vcov == "hc1" else v
-    if G < 2:
-        raise UsageError("vcov 'cluster' needs at least two clusters")
-    return G / (G - 1) * (n - 1) / (n - k) * (bread @ meat @ bread)
+    return sandwich_from_meat(bread, meat, vcov, n=n,  # type: ignore[arg-type]
+                              n_clusters=G if vcov == "cluster" else None)
 
 
 def _collect(enc: _Encoder) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
