@@ -167,18 +167,26 @@ def fit_diagnostics(
     X: np.ndarray, terms: tuple[str, ...], mu: np.ndarray, extreme: int, info: np.ndarray
 ) -> Diagnostics:
     """VIFs of the non-intercept columns, fitted-value range and the information's condition."""
+    cov = np.cov(X, rowvar=False).reshape(X.shape[1], X.shape[1])
+    return diagnostics_from_cov(cov, terms, float(mu.min()), float(mu.max()), extreme, info)
+
+
+def diagnostics_from_cov(
+    cov: np.ndarray, terms: tuple[str, ...], mu_min: float, mu_max: float, extreme: int,
+    info: np.ndarray,
+) -> Diagnostics:
+    """VIFs from the design's covariance (in memory, or from streamed moments), fitted range, notes."""
     cols = [j for j, t in enumerate(terms) if t != "Intercept"]
     vif: dict[str, float] = {}
-    if len(cols) >= 2:
-        sd = X[:, cols].std(axis=0)
-        ok = [j for j, s in zip(cols, sd, strict=True) if s > 0]
-        if len(ok) >= 2:
-            corr = np.corrcoef(X[:, ok], rowvar=False)
-            try:
-                inv = np.linalg.inv(corr)
-                vif = {terms[j]: float(v) for j, v in zip(ok, np.diag(inv), strict=True)}
-            except np.linalg.LinAlgError:
-                vif = {}
+    ok = [j for j in cols if cov[j, j] > 0]
+    if len(ok) >= 2:
+        c = cov[np.ix_(ok, ok)]
+        d = np.sqrt(np.diag(c))
+        try:
+            inv = np.linalg.inv(c / np.outer(d, d))
+            vif = {terms[j]: float(v) for j, v in zip(ok, np.diag(inv), strict=True)}
+        except np.linalg.LinAlgError:
+            vif = {}
     elif len(cols) == 1:
         vif = {terms[cols[0]]: 1.0}
     notes = []
@@ -188,6 +196,6 @@ def fit_diagnostics(
     if extreme:
         notes.append(f"{extreme} fitted probabilities are numerically 0 or 1")
     return Diagnostics(
-        vif=vif, min_fitted=float(mu.min()), max_fitted=float(mu.max()), n_fitted_extreme=extreme,
+        vif=vif, min_fitted=mu_min, max_fitted=mu_max, n_fitted_extreme=extreme,
         condition_number=float(np.linalg.cond(info)), notes=tuple(notes),
     )

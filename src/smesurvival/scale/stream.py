@@ -62,7 +62,12 @@ from smesurvival.inference.vcov import (
 from smesurvival.models.checks import check_rank_gram, check_separation
 from smesurvival.models.design import ALLOWED_FUNCTIONS, parse_formula, spec_to_dict
 from smesurvival.models.families import FAMILIES, Family
-from smesurvival.models.fit import BINARY_MODELS, BinaryModel, separation_message
+from smesurvival.models.fit import (
+    BINARY_MODELS,
+    BinaryModel,
+    diagnostics_from_cov,
+    separation_message,
+)
 from smesurvival.models.glm import newton_glm, start_values
 from smesurvival.models.kernels import GLMSums, Information, glm_partial_sums
 from smesurvival.models.result import Diagnostics, FitResult
@@ -698,29 +703,5 @@ def _diagnostics(
     mu_max: float, extreme: int, info: np.ndarray,
 ) -> Diagnostics:
     """As :func:`smesurvival.models.fit.fit_diagnostics`, from streamed (shifted) moments."""
-    cols = [j for j, t in enumerate(terms) if t != "Intercept"]
-    vif: dict[str, float] = {}
     cov = (s2 - np.outer(s1, s1) / n) / max(n - 1, 1)
-    if len(cols) >= 2:
-        ok = [j for j in cols if cov[j, j] > 0]
-        if len(ok) >= 2:
-            c = cov[np.ix_(ok, ok)]
-            d = np.sqrt(np.diag(c))
-            corr = c / np.outer(d, d)
-            try:
-                inv = np.linalg.inv(corr)
-                vif = {terms[j]: float(v) for j, v in zip(ok, np.diag(inv), strict=True)}
-            except np.linalg.LinAlgError:
-                vif = {}
-    elif len(cols) == 1:
-        vif = {terms[cols[0]]: 1.0}
-    notes = []
-    high = [t for t, v in vif.items() if v > 10]
-    if high:
-        notes.append(f"VIF above 10 for {', '.join(high)}: estimates of these terms are imprecise")
-    if extreme:
-        notes.append(f"{extreme} fitted probabilities are numerically 0 or 1")
-    return Diagnostics(
-        vif=vif, min_fitted=mu_min, max_fitted=mu_max, n_fitted_extreme=extreme,
-        condition_number=float(np.linalg.cond(info)), notes=tuple(notes),
-    )
+    return diagnostics_from_cov(cov, terms, mu_min, mu_max, extreme, info)
