@@ -12,6 +12,25 @@ import pytest
 REF = Path(__file__).parent / "reference"
 
 
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the CLI in-process; return (exit status, stdout, stderr)."""
+    import sys
+
+    from smesurvival.cli import main
+
+    old = sys.argv
+    sys.argv = ["smesurvival", *argv]
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    finally:
+        sys.argv = old
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
 def load_ref(case: str) -> dict:
     """A reference case's JSON (see tests/reference/README.md for how it was computed)."""
     return json.loads((REF / f"{case}.json").read_text())

@@ -10,7 +10,6 @@ by both engines; coefficients, every covariance, log-likelihoods and the sample 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from smesurvival.cli import main
+from conftest import run_cli
 from smesurvival.data.readers import read_data, read_sql
 from smesurvival.errors import DataReadError, FormulaError, UsageError
 from smesurvival.models.fit import fit
@@ -285,18 +284,7 @@ def test_parse_memory() -> None:
 # --------------------------------------------------------------------------- the CLI
 
 
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    old = sys.argv
-    sys.argv = ["smesurvival", *argv]
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    finally:
-        sys.argv = old
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
+run = run_cli
 
 
 def _numbers_equal(a: object, b: object, path: str = "") -> None:

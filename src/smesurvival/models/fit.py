@@ -99,11 +99,7 @@ def fit(
         if sep.separated:
             raise SeparationError(separation_message(outcome, sep, model))
         if not est.converged:
-            raise ConvergenceError(
-                f"the {model} fit did not converge in {est.iterations} iterations (last step "
-                f"{est.max_abs_step:.3g}); rescale large covariates, check for near-collinear "
-                "terms, or raise max_iter"
-            )
+            raise ConvergenceError(convergence_message(model, est.iterations, est.max_abs_step))
     bread = np.linalg.inv(est.info)
     bread = (bread + bread.T) / 2.0
     scores = glm_row_scores(X, y, est.params, fam) if vcov != "classical" else np.empty((0, 0))
@@ -148,6 +144,15 @@ def weights_column(data: pd.DataFrame, col: str | None, rows: np.ndarray) -> np.
     if (w < 0).any() or not np.isfinite(w).all():
         raise UsageError(f"weights column '{col}' has negative or infinite values")
     return w
+
+
+def convergence_message(model: str, iterations: int, last_step: float) -> str:
+    """What to say when Newton stops at its iteration limit."""
+    return (
+        f"the {model} fit did not converge in {iterations} iterations (last step "
+        f"{last_step:.3g}); rescale large covariates, check for near-collinear terms, or raise "
+        "max_iter"
+    )
 
 
 def separation_message(outcome: str | None, sep: SeparationCheck, model: str) -> str:

@@ -21,6 +21,7 @@ from typing import Any, TypeAlias
 import pandas as pd
 import pyarrow as pa
 
+from smesurvival.data.readers import _clip, _short
 from smesurvival.errors import DataReadError, UsageError
 
 __all__ = ["BatchSource", "open_source"]
@@ -559,12 +560,3 @@ def open_source(
         f"iterable of DataFrames / Arrow batches; got {type(source).__name__}"
     )
 
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def _clip(query: str) -> str:
-    q = " ".join(query.split())
-    return q if len(q) <= 200 else q[:197] + "..."

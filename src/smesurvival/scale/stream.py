@@ -65,6 +65,7 @@ from smesurvival.models.families import FAMILIES, Family
 from smesurvival.models.fit import (
     BINARY_MODELS,
     BinaryModel,
+    convergence_message,
     diagnostics_from_cov,
     separation_message,
 )
@@ -378,11 +379,7 @@ def _fit(
                 + "."
             )
         if not est.converged:
-            raise ConvergenceError(
-                f"the {model} fit did not converge in {est.iterations} iterations (last step "
-                f"{est.max_abs_step:.3g}); rescale large covariates, check for near-collinear "
-                "terms, or raise max_iter"
-            )
+            raise ConvergenceError(convergence_message(model, est.iterations, est.max_abs_step))
 
     bread = np.linalg.inv(est.info)
     bread = (bread + bread.T) / 2.0
