@@ -19,7 +19,7 @@ from smesurvival.inference.batched import (
     fit_glm_batched,
 )
 from smesurvival.inference.bootstrap import BootstrapResult, bootstrap, resample_weights
-from smesurvival.models.cox import cox_newton
+from smesurvival.models.cox import cox_newton, fit_cox
 from smesurvival.models.design import build_design
 from smesurvival.models.families import FAMILIES
 from smesurvival.models.fit import fit
@@ -227,9 +227,54 @@ def test_cox_batched_breslow_matches_individual_fits() -> None:
     full = cox_newton(X, t, e, ties="breslow")
     W = np.vstack([resample_weights(n, 3, seed=2),
                    resample_weights(n, 2, seed=2, kind="bayesian")])
-    res = fit_cox_batched(t, e, X, W, full.params, chunk=2)
+    res = fit_cox_batched(t, e, X, W, full.params, ties="breslow", chunk=2)
     assert res.converged.all()
     for b in range(5):
         keep = W[b] > 0  # the reference fits the rows drawn, with their counts as weights
         ref = cox_newton(X[keep], t[keep], e[keep], weights=W[b][keep], ties="breslow")
         np.testing.assert_allclose(res.params[b], ref.params, rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("ties", ["efron", "breslow"])
+def test_cox_batched_efron_matches_individual_fits(ties: str) -> None:
+    """Efron terms per replicate: a tied death not drawn (weight 0) is no event, so m_k varies."""
+    rng = np.random.default_rng(5)
+    n = 250
+    X = np.column_stack([rng.normal(size=n), rng.binomial(1, 0.4, n), rng.normal(size=n)])
+    t = np.ceil(rng.exponential(np.exp(-(0.6 * X[:, 0] - 0.5 * X[:, 1]))) * 8)  # heavy ties
+    e = (rng.uniform(size=n) < 0.75).astype(float)
+    full = cox_newton(X, t, e, ties=ties)  # type: ignore[arg-type]
+    W = np.vstack([resample_weights(n, 4, seed=9),
+                   resample_weights(n, 2, seed=9, kind="bayesian")])
+    res = fit_cox_batched(t, e, X, W, full.params, ties=ties, chunk=4)  # type: ignore[arg-type]
+    assert res.converged.all()
+    for b in range(W.shape[0]):
+        keep = W[b] > 0
+        ref = cox_newton(X[keep], t[keep], e[keep], weights=W[b][keep], ties=ties)  # type: ignore[arg-type]
+        np.testing.assert_allclose(res.params[b], ref.params, rtol=0, atol=1e-8)
+
+
+def test_bootstrap_of_a_cox_fit_equals_weighted_refits() -> None:
+    """bootstrap(FitResult from fit_cox): each replicate = fit_cox on the drawn rows with their
+    counts as case weights (Efron ties kept); the exact jackknife = delete-one fit_cox."""
+    rng = np.random.default_rng(8)
+    n = 160
+    d = pd.DataFrame({"x1": rng.normal(size=n), "g": rng.choice(["a", "b", "c"], n)})
+    d["time"] = np.ceil(rng.exponential(np.exp(-0.7 * d.x1)) * 10)
+    d["event"] = (rng.uniform(size=n) < 0.8).astype(int)
+    full = fit_cox("x1 + C(g)", d, duration="time", event="event")
+    res = bootstrap(None, full, d, B=6, seed=4, jackknife="exact")
+    W = resample_weights(n, 6, 4)
+    for b in range(3):
+        keep = W[b] > 0
+        ref = fit_cox("x1 + C(g)", d[keep].assign(w=W[b][keep]), duration="time", event="event",
+                      weights="w")
+        np.testing.assert_allclose(res.replicates[b], ref.params, rtol=0, atol=1e-7)
+    assert res.jackknife is not None
+    drop3 = fit_cox("x1 + C(g)", d.drop(index=3), duration="time", event="event")
+    np.testing.assert_allclose(res.jackknife[3], drop3.params, rtol=0, atol=1e-7)
+    assert res.ci(method="bca").shape == (3, 2)
+    with pytest.raises(UsageError, match="without strata"):
+        bootstrap(None, fit_cox("x1", d, duration="time", event="event", strata="g"), d, B=5)
+    with pytest.raises(UsageError, match="pass its FitResult"):
+        bootstrap(None, "x1", d, B=5, model="cox")

@@ -9,7 +9,7 @@ import pytest
 import statsmodels.api as sm
 
 from conftest import load_ref
-from smesurvival.errors import DataValidationError, UsageError
+from smesurvival.errors import DataValidationError, RankDeficientError, UsageError
 from smesurvival.inference.cox_tests import cox_ph_test
 from smesurvival.models.cox import baseline_cumhaz, fit_cox, predict_survival
 
@@ -173,3 +173,11 @@ def test_options_are_checked(firms) -> None:
         fit_cox("x1", firms, duration="time", event="event", ties="exact")  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="classical, hc0, cluster"):
         fit_cox("x1", firms, duration="time", event="event", vcov="hc1")  # type: ignore[arg-type]
+
+
+def test_identifiability_is_checked_on_the_null_information(firms) -> None:
+    """Flat and collinear covariates are named (from the information at beta = 0)."""
+    with pytest.raises(DataValidationError, match="constant in every row"):
+        fit_cox("x1 + k", firms.assign(k=4.0), duration="time", event="event")
+    with pytest.raises(RankDeficientError, match="'k' = \\+2\\*'x1'"):
+        fit_cox("x1 + k", firms.assign(k=2 * firms.x1 + 3), duration="time", event="event")

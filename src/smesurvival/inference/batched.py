@@ -1,4 +1,4 @@
-"""Many weighted fits at once: batched Newton for binary GLMs (and Breslow Cox).
+"""Many weighted fits at once: batched Newton for binary GLMs and Cox (Efron or Breslow).
 
 DESIGN.md principle 1: bootstrap and Monte Carlo run the kernel for many weight vectors at
 once, so B fits become matrix products. Given a design ``X`` (N, p), a 0/1 outcome ``y`` and a
@@ -39,6 +39,8 @@ from typing import Literal
 import numpy as np
 
 from smesurvival.errors import RankDeficientError, UsageError
+from smesurvival.inference.vcov import check_choice
+from smesurvival.models.cox_kernel import Ties
 from smesurvival.models.families import Family
 from smesurvival.models.kernels import Information
 
@@ -375,7 +377,7 @@ def _diagnose(prob: _Problem, w: np.ndarray, bt: np.ndarray, code: int) -> int:
 
 
 # ----------------------------------------------------------------------------------------
-# Cox, Breslow ties
+# Cox, Efron or Breslow ties
 
 
 def fit_cox_batched(
@@ -385,20 +387,25 @@ def fit_cox_batched(
     W: np.ndarray,
     beta0: np.ndarray,
     *,
+    ties: Ties = "efron",
     tol: float = 1e-8,
     max_iter: int = 50,
     chunk: int = 128,
     n_threads: int = 2,
+    progress: Callable[[int], None] | None = None,
 ) -> BatchedFit:
-    """B case-weighted Cox fits at once: Breslow ties, one stratum, no entry times, float64.
+    """B case-weighted Cox fits at once: Efron or Breslow ties, one stratum, no entry times.
 
-    Row b of ``W`` holds the case weights of fit b. With c_i = sum over event times
-    t_k <= t_i of d_k / S0_k, the B scores are one product (W delta - r c) X and the risk-set
-    part of the B informations one GEMM (r c) Z, Z the upper-triangle products x_ij x_ik (the
-    binary-GLM trick); only S1 (b, K, p) is formed per time, for the sum of d_k m_k m_k'.
-    Efron's tie correction with weights is not implemented: with tied event times these
-    are Breslow estimates (``ties="breslow"``), not Efron's.
+    Row b of ``W`` holds the case weights of fit b; as in :func:`~smesurvival.models.cox.fit_cox`
+    a death with weight 0 is no event, so the number of tied deaths -- and Efron's terms --
+    varies by replicate (the l-th term of a time exists where l < m_k(b)). With the per-time
+    scalars a_k = sum_l wt/den and B_k = sum_l wt f/den, the B scores are one product
+    (W delta - r (c - delta B)) X with c_i = sum_{k <= k_i} a_k, and the risk-set part of the B
+    informations one GEMM with Z, the upper-triangle products x_ij x_ik (the binary-GLM
+    trick); the Efron means enter through alpha S1 S1' - beta (S1 E1' + E1 S1') + gamma E1 E1'
+    per time, as in the memory kernel (:mod:`~smesurvival.models.cox_kernel`).
     """
+    check_choice(ties, ("efron", "breslow"), "ties")
     time = np.asarray(time, dtype=np.float64)
     event = np.asarray(event, dtype=np.float64)
     X = np.asarray(X, dtype=np.float64)
@@ -414,7 +421,13 @@ def fit_cox_batched(
     starts = np.flatnonzero(np.r_[True, np.diff(k_exit) > 0])  # first row of each id group
     group_k = k_exit[starts]
     iu, ju = np.triu_indices(p)
-    cx = _CoxArrays(Xs, Xs[:, iu] * Xs[:, ju], ev, k_exit, starts, group_k, K, iu, ju)
+    deaths = np.flatnonzero(ev > 0)
+    kd = k_exit[deaths]
+    # Efron term l of time k for the l-th death row of that time (rows in time order)
+    first = np.searchsorted(kd, kd, side="left")
+    ell = np.arange(deaths.size) - first
+    cx = _CoxArrays(Xs, Xs[:, iu] * Xs[:, ju], ev, k_exit, starts, group_k, K, iu, ju,
+                    deaths, kd, ell.astype(float), ties == "efron")
     B = W.shape[0]
     params = np.full((B, p), np.nan)
     status = np.zeros(B, dtype=np.int8)
@@ -426,6 +439,8 @@ def fit_cox_batched(
         bt, st, it = _cox_chunk(cx, W[s:e][:, order], beta0, tol, max_iter)
         params[s:e] = np.where((st == CONVERGED)[:, None], bt, np.nan)
         status[s:e], iters[s:e] = st, it
+        if progress is not None:
+            progress(e - s)
 
     chunk_starts = list(range(0, B, chunk))
     threads = min(n_threads, len(chunk_starts))
@@ -452,6 +467,10 @@ class _CoxArrays:
     K: int
     iu: np.ndarray
     ju: np.ndarray
+    deaths: np.ndarray  # (D,) death rows (in time order)
+    k_death: np.ndarray  # (D,) their event-time ids
+    ell: np.ndarray  # (D,) index of each death among the deaths of its time: Efron's l
+    efron: bool
 
 
 def _per_time_sums(cx: _CoxArrays, a: np.ndarray) -> np.ndarray:
@@ -462,18 +481,33 @@ def _per_time_sums(cx: _CoxArrays, a: np.ndarray) -> np.ndarray:
     return np.cumsum(out[:, ::-1], axis=1)[:, ::-1][:, : cx.K + 1]
 
 
+def _by_time(cx: _CoxArrays, a: np.ndarray) -> np.ndarray:
+    """Sums of ``a`` (b, D) over the Efron terms (or deaths) of each event time: (b, K+1)."""
+    out = np.zeros((a.shape[0], cx.K + 1))
+    np.add.at(out.T, cx.k_death, a.T)
+    return out
+
+
 def _cox_chunk(
     cx: _CoxArrays, Wc: np.ndarray, beta0: np.ndarray, tol: float, max_iter: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Breslow Newton on one chunk of replicates (rows in time order)."""
+    """Efron (or Breslow) Newton on one chunk of replicates (rows in time order)."""
     b, p = Wc.shape[0], cx.X.shape[1]
     beta = np.tile(beta0, (b, 1))
     status = np.full(b, MAX_ITER, dtype=np.int8)
     iters = np.zeros(b, dtype=np.int32)
     wd = Wc * cx.event
-    d = np.zeros((b, cx.K + 1))
-    np.add.at(d.T, cx.k_exit[cx.event > 0], wd[:, cx.event > 0].T)
+    kd, Xd = cx.k_death, cx.X[cx.deaths]
+    w_death = Wc[:, cx.deaths]  # (b, D)
+    d = _by_time(cx, w_death)  # weighted deaths per time
+    m = _by_time(cx, (w_death > 0).astype(float))  # deaths with weight > 0: Efron's m_k(b)
     d[:, 0] = 0.0
+    if cx.efron:
+        # the l-th term of a time exists where l < m_k(b); its weight is d_k / m_k
+        on = cx.ell[None, :] < m[:, kd]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            frac = np.where(on, cx.ell[None, :] / m[:, kd], 0.0)
+            wt = np.where(on, d[:, kd] / m[:, kd], 0.0)
     active = np.arange(b)
     for it in range(1, max_iter + 1):
         if active.size == 0:
@@ -485,19 +519,36 @@ def _cox_chunk(
         s0 = _per_time_sums(cx, r)  # (a, K+1)
         s1 = _per_time_sums(cx, r[:, :, None] * cx.X[None])  # (a, K+1, p)
         da = d[active]
+        rc: np.ndarray
         with np.errstate(divide="ignore", invalid="ignore"):
-            q = np.where(da > 0, da / s0, 0.0)
-        c = np.cumsum(q, axis=1)[:, cx.k_exit]  # (a, N)
+            if cx.efron:
+                rd = r[:, cx.deaths]  # (a, D)
+                e0 = _by_time(cx, rd)
+                e1 = np.einsum("bd,dj,dk->bkj", rd, Xd, _indicator(cx), optimize=True)
+                fa, wa = frac[active], wt[active]
+                den = s0[:, kd] - fa * e0[:, kd]
+                q = np.where(wa > 0, wa / den, 0.0)
+                a_k, b_k = _by_time(cx, q), _by_time(cx, q * fa)
+                q2 = np.where(wa > 0, q / den, 0.0)
+                alpha, beta_k, gamma = _by_time(cx, q2), _by_time(cx, q2 * fa), _by_time(cx, q2 * fa**2)
+            else:
+                a_k = np.where(da > 0, da / s0, 0.0)
+                alpha = np.where(da > 0, da / s0**2, 0.0)
+        c = np.cumsum(a_k, axis=1)[:, cx.k_exit]  # (a, N)
         rc = r * c
-        grad = (wd[active] - rc) @ cx.X
+        if cx.efron:
+            rc[:, cx.deaths] -= rd * b_k[:, kd]
+        grad = (wd[active] - rc) @ cx.X  # = sum w x - sum_k (a_k S1_k - B_k E1_k)
         flat = rc @ cx.Z
         a_ = active.size
         H = np.empty((a_, p, p))
         H[:, cx.iu, cx.ju] = flat
         H[:, cx.ju, cx.iu] = flat
-        with np.errstate(divide="ignore", invalid="ignore"):
-            g = np.where(da > 0, da / s0**2, 0.0)
-        H -= np.einsum("bk,bki,bkj->bij", g, s1, s1, optimize=True)
+        H -= np.einsum("bk,bki,bkj->bij", alpha, s1, s1, optimize=True)
+        if cx.efron:
+            se = np.einsum("bk,bki,bkj->bij", beta_k, s1, e1, optimize=True)
+            H += se + se.transpose(0, 2, 1)
+            H -= np.einsum("bk,bki,bkj->bij", gamma, e1, e1, optimize=True)
         step, bad = _solve(H, grad)
         size = np.abs(step).max(axis=1)
         ok = np.isfinite(size) & ~bad
@@ -508,3 +559,10 @@ def _cox_chunk(
         status[active[done]] = CONVERGED
         active = active[status[active] == MAX_ITER]
     return beta, status, iters
+
+
+def _indicator(cx: _CoxArrays) -> np.ndarray:
+    """(D, K+1) 0/1 matrix: death row -> its event time."""
+    out = np.zeros((cx.deaths.size, cx.K + 1))
+    out[np.arange(cx.deaths.size), cx.k_death] = 1.0
+    return out

@@ -32,6 +32,7 @@ from smesurvival.inference.batched import (
     CONVERGED,
     STATUS_NAMES,
     BatchedFit,
+    fit_cox_batched,
     fit_glm_batched,
 )
 from smesurvival.inference.vcov import check_choice, cluster_codes
@@ -253,7 +254,7 @@ def bootstrap(
     n_threads: int = 2,
     progress: bool | None = None,
 ) -> BootstrapResult:
-    """Bootstrap any function of a binary GLM's coefficients by batched weighted refits.
+    """Bootstrap any function of a binary GLM's or Cox model's coefficients by batched refits.
 
     ``statistic(params)`` or ``statistic(params, weights)`` returns a number or a vector
     (an average marginal effect, an indirect effect, a coefficient ratio...); ``weights`` are
@@ -262,7 +263,8 @@ def bootstrap(
     per chunk with (b, p) parameters and (b, n) weights and returns (b, k).
 
     ``fit_or_formula``: a formula (with ``model``) or a :class:`FitResult` from ``fit()``
-    (its formula, model and estimate are reused). Failed replicates (non-converged,
+    (its formula, model and estimate are reused), or a Cox :class:`FitResult` from
+    ``fit_cox()`` (no strata or entry times; its ties method is kept). Failed replicates (non-converged,
     separated, singular) are excluded and counted in the result, never averaged in.
     ``jackknife`` (for BCa): ``exact`` delete-one refits (rows, or clusters with
     ``cluster``), ``onestep`` one Newton step from the full-sample estimate per deleted unit,
@@ -278,22 +280,14 @@ def bootstrap(
         full = fit_or_formula
         formula, model = full.formula, full.model
     else:
+        if model == "cox":
+            raise UsageError("to bootstrap a Cox model pass its FitResult from fit_cox()")
         formula = fit_or_formula
         full = fit(formula, data, model=model, weights=weights, cluster=cluster,  # type: ignore[arg-type]
                    information=information)
-    if model not in FAMILIES:
-        raise UsageError(f"bootstrap supports the models {', '.join(FAMILIES)}; got '{model}'")
-    family = FAMILIES[model]
-    extra = tuple(c for c in (weights, cluster) if c is not None)
-    design = build_design(formula, data, extra_variables=extra)
-    if design.y is None or tuple(design.terms) != tuple(full.terms):
-        raise UsageError("the fit's terms do not match the formula's design on these data; "
-                         "pass the same data the model was fitted on")
-    X, y, rows = design.X, design.y, design.rows
-    n = X.shape[0]
-    base = (np.ones(n) if weights is None
-            else pd.to_numeric(data[weights]).to_numpy(dtype=float)[rows])
-    cl = data[cluster].to_numpy()[rows] if cluster is not None else None
+    prob = (_cox_problem(full, data, cluster) if model == "cox"
+            else _glm_problem(full, formula, model, data, weights, cluster))
+    n, base, cl = prob.n, prob.base, prob.cluster
     beta = np.asarray(full.params, dtype=float)
     stat = _Stat(statistic, vectorized)
     estimate = stat.one(beta, base)
@@ -304,17 +298,19 @@ def bootstrap(
         raise UsageError(f"names has {len(out_names)} entries but the statistic has {k}")
     W = resample_weights(n, B, seed, kind, cl)
     W *= base
+    opts = {"tol": tol, "max_iter": max_iter, "chunk": chunk, "n_threads": n_threads}
     with _Progress(progress, B, n) as bar:
-        bf = fit_glm_batched(X, y, W, family, beta, tol=tol, max_iter=max_iter,
-                             chunk=chunk, n_threads=n_threads, progress=bar.advance)
+        bf = prob.refit(W, beta, bar.advance, opts)
     reps = stat.many(bf, W, k)
     jk, jk_method = None, "none"
     if jackknife != "none":
         codes, m = cluster_codes(cl) if cl is not None else (np.arange(n), n)
         jk_method = ("exact" if m <= _EXACT_JACKKNIFE_MAX else "onestep") if jackknife == "auto" \
             else jackknife
-        jk = jackknife_values(stat, X, y, base, codes, m, family, beta, jk_method,
-                              tol=tol, max_iter=max_iter, chunk=chunk, n_threads=n_threads)
+        if jk_method == "onestep" and prob.X is None:
+            raise UsageError("the one-step jackknife is for binary GLMs; use jackknife='exact' "
+                             "(or 'none') with a Cox model")
+        jk = jackknife_values(stat, prob, base, codes, m, beta, jk_method, opts)
     return BootstrapResult(
         estimate, reps, out_names, kind, seed, bf.status, jk, jk_method, cluster,
         cluster_codes(cl)[1] if cl is not None else None, model,
@@ -370,24 +366,90 @@ def _n_positional(fn: Callable[..., Any]) -> int:
 
 
 def jackknife_values(
-    stat: _Stat, X: np.ndarray, y: np.ndarray, base: np.ndarray, codes: np.ndarray, m: int,
-    family: Family, beta: np.ndarray, method: str, *, tol: float = 1e-8, max_iter: int = 50,
-    chunk: int = 512, n_threads: int = 2,
+    stat: _Stat, prob: _Problem, base: np.ndarray, codes: np.ndarray, m: int, beta: np.ndarray,
+    method: str, opts: dict[str, Any],
 ) -> np.ndarray:
     """Delete-one-unit statistics (m, k): exact batched refits or one-step approximations."""
     k = stat.one(beta, base).size
     out = np.full((m, k), np.nan)
-    block = 4 * chunk
+    block = 4 * int(opts["chunk"])
     for s in range(0, m, block):
         units = np.arange(s, min(s + block, m))
         Wj = np.where(codes[None, :] == units[:, None], 0.0, base[None, :])
         if method == "exact":
-            bf = fit_glm_batched(X, y, Wj, family, beta, tol=tol, max_iter=max_iter,
-                                 chunk=chunk, n_threads=n_threads)
+            bf = prob.refit(Wj, beta, None, opts)
         else:
-            bf = _one_step(X, y, base, codes, units, family, beta)
+            assert prob.X is not None and prob.y is not None and prob.family is not None
+            bf = _one_step(prob.X, prob.y, base, codes, units, prob.family, beta)
         out[units] = stat.many(bf, Wj, k)
     return out
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """What the bootstrap needs from a model: rows, base weights, clusters and a batched refit
+    ``refit(W, beta0, progress, opts)``; X, y and family for the GLM one-step jackknife."""
+
+    n: int
+    base: np.ndarray
+    cluster: np.ndarray | None
+    refit: Callable[[np.ndarray, np.ndarray, Callable[[int], None] | None, dict[str, Any]], BatchedFit]
+    X: np.ndarray | None = None
+    y: np.ndarray | None = None
+    family: Family | None = None
+
+
+def _glm_problem(full: FitResult, formula: str, model: str, data: pd.DataFrame,
+                 weights: str | None, cluster: str | None) -> _Problem:
+    if model not in FAMILIES:
+        raise UsageError(f"bootstrap supports the models {', '.join((*FAMILIES, 'cox'))}; got '{model}'")
+    family = FAMILIES[model]
+    extra = tuple(c for c in (weights, cluster) if c is not None)
+    design = build_design(formula, data, extra_variables=extra)
+    if design.y is None or tuple(design.terms) != tuple(full.terms):
+        raise UsageError("the fit's terms do not match the formula's design on these data; "
+                         "pass the same data the model was fitted on")
+    X, y, rows = design.X, design.y, design.rows
+    base = (np.ones(X.shape[0]) if weights is None
+            else pd.to_numeric(data[weights]).to_numpy(dtype=float)[rows])
+
+    def refit(W: np.ndarray, beta0: np.ndarray, progress: Callable[[int], None] | None,
+              opts: dict[str, Any]) -> BatchedFit:
+        return fit_glm_batched(X, y, W, family, beta0, progress=progress, **opts)
+
+    cl = data[cluster].to_numpy()[rows] if cluster is not None else None
+    return _Problem(X.shape[0], base, cl, refit, X, y, family)
+
+
+def _cox_problem(full: FitResult, data: pd.DataFrame, cluster: str | None) -> _Problem:
+    """Case-weighted Cox refits (Efron or Breslow, as the fit) on the fit's rows."""
+    from smesurvival.models.cox import _cox_design
+
+    ex = full.extra
+    if ex.get("strata") or ex.get("entry"):
+        raise UsageError("the Cox bootstrap supports models without strata or entry times; "
+                         "refit without them, or bootstrap by calling fit_cox per replicate")
+    cols = tuple(c for c in (ex["duration"], ex["event"], ex.get("weights"), cluster) if c)
+    for c in cols:
+        if c not in data.columns:
+            raise UsageError(f"column '{c}' of the Cox fit is not in the data; pass the data "
+                             "the model was fitted on")
+    X, terms, rows, _, _ = _cox_design(full.formula, data, None, cols)
+    if tuple(terms) != tuple(full.terms):
+        raise UsageError("the fit's terms do not match the formula's design on these data; "
+                         "pass the same data the model was fitted on")
+    time = data[ex["duration"]].to_numpy(dtype=float)[rows]
+    event = (data[ex["event"]].to_numpy(dtype=float)[rows] > 0).astype(float)
+    w = ex.get("weights")
+    base = np.ones(rows.size) if not w else data[w].to_numpy(dtype=float)[rows]
+    ties = ex.get("ties", "efron")
+
+    def refit(W: np.ndarray, beta0: np.ndarray, progress: Callable[[int], None] | None,
+              opts: dict[str, Any]) -> BatchedFit:
+        return fit_cox_batched(time, event, X, W, beta0, ties=ties, progress=progress, **opts)
+
+    cl = data[cluster].to_numpy()[rows] if cluster is not None else None
+    return _Problem(rows.size, base, cl, refit)
 
 
 def _one_step(

@@ -9,11 +9,13 @@ likelihood-ratio / Wald / score tests and the baseline cumulative hazard for pre
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
+from formulaic import Formula
 from scipy import stats
 
 from smesurvival.data.flow import SampleFlow
@@ -31,7 +33,13 @@ from smesurvival.models.cox_kernel import (
     cox_score_residuals,
     cox_state,
 )
-from smesurvival.models.design import build_design, drop_missing, parse_formula, spec_to_dict
+from smesurvival.models.design import (
+    build_design,
+    drop_missing,
+    parse_formula,
+    spec_from_dict,
+    spec_to_dict,
+)
 from smesurvival.models.glm import _solve
 from smesurvival.models.result import Diagnostics, FitResult
 from smesurvival.models.survdata import check_durations, event_indicator, numeric_column
@@ -92,10 +100,11 @@ def fit_cox(
     st = data[strata].to_numpy()[rows] if strata else None
     if ev.sum() == 0:
         raise DataValidationError(f"column '{event}': every row is censored (no events), so a Cox model cannot be fitted")
-    col_sums = _check_within_strata(X, terms, st, w)
     p = X.shape[1]
     est = cox_newton(X, time, ev, entry=start, strata=st, weights=w, ties=ties, tol=tol,
-                     max_iter=max_iter)
+                     max_iter=max_iter,
+                     check=lambda null, Xd, wd: check_null_information(null.info, Xd, wd, terms, st))
+    col_sums = (w @ X) if w is not None else X.sum(axis=0)
     rs, s0, final = est.risk_sets, est.null, est.final
     if not est.converged or not np.all(np.isfinite(est.params)):
         raise ConvergenceError(
@@ -175,6 +184,7 @@ def cox_newton(
     ties: Ties = "efron",
     tol: float = 1e-12,
     max_iter: int = 100,
+    check: Callable[[CoxSums, np.ndarray, np.ndarray], None] | None = None,
 ) -> CoxNewton:
     """Maximise the partial likelihood by Newton's method from beta = 0 (risk sets + Newton).
 
@@ -185,7 +195,8 @@ def cox_newton(
     applied and only the risk-set sums are recomputed there (log-likelihood, score, baseline
     exact), not the Gram matrix: the information is that of the previous point, a relative
     1e-10 or less away. X is converted to row-major order once (the
-    kernel's fast layout; no copy when it already is).
+    kernel's fast layout; no copy when it already is). ``check(null, Xd, w_death)`` runs on the
+    evaluation at beta = 0 (before any step), e.g. :func:`check_null_information`.
     """
     X = np.ascontiguousarray(X, dtype=float)
     rs = build_risk_sets(time, event, entry=entry, strata=strata, weights=weights, ties=ties)
@@ -195,6 +206,8 @@ def cox_newton(
     beta = np.zeros(p)
     cur = cox_partial_sums(rs, X, beta, Xd, xw)
     null = cur
+    if check is not None:
+        check(null, Xd, rs.w_death)
     evaluations, steps, converged = 1, 0, False
     loglik, step_max, prev_full = cur.loglik, np.inf, np.inf
     while steps < max_iter:
@@ -230,45 +243,52 @@ def cox_newton(
     return CoxNewton(beta, cur.info, loglik, null, cur, rs, converged, steps, evaluations, step_max)
 
 
-_PROBE = 256  # rows on which formulaic encodes a formula before the fast numeric path
+def _plain_terms(rhs: str, data: pd.DataFrame, variables: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The terms when the right-hand side is a plain sum of numeric columns (the
+    register-scale case: no transform, factor or interaction), else None."""
+    try:
+        terms = [t for t in Formula(f"1 + {rhs}") if str(t) != "1"]
+    except Exception:  # parse_formula has already reported a bad formula
+        return None
+    names = tuple(str(t) for t in terms)
+    if not names or any(len(t.factors) != 1 for t in terms) or set(names) != set(variables):
+        return None
+    if any(not (isinstance(data[c].dtype, np.dtype) and data[c].dtype.kind in "fiu") for c in names):
+        return None
+    return names
 
 
 def _cox_design(rhs: str, data: pd.DataFrame, flow: SampleFlow | None,
                 extra_cols: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...], np.ndarray, SampleFlow, object]:
     """(X without intercept, row-major; terms; rows used; sample flow; formulaic spec).
 
-    The formula is checked and encoded by formulaic as always, but on its first complete
-    rows only. When every term it yields is a plain numeric column (no transform, factor or
-    interaction) -- the register-scale case -- X is filled column by column straight from
-    the frame: one n x p array, against formulaic's several full-size copies (frame subset,
-    model-matrix frame, array). The probe rows must come out identical, else (and for any
-    other formula) the full formulaic design is used.
+    When the formula is a plain sum of numeric columns -- the register-scale case -- X is
+    filled column by column straight from the frame (one n x p array, against formulaic's
+    several full-size copies: frame subset, model-matrix frame, array) and the formulaic spec
+    (for prediction on new data) is the one formulaic would build: numerical factors, no
+    state. Any other formula goes through formulaic.
     """
     formula = f"1 + {rhs}"
     parsed = parse_formula(formula, list(data.columns))
+    terms = _plain_terms(rhs, data, parsed.variables)
+    if terms is None:
+        design = build_design(formula, data, flow, extra_variables=extra_cols)
+        keep = [j for j, t in enumerate(design.terms) if t != "Intercept"]
+        X = np.ascontiguousarray(design.X[:, keep])
+        return X, tuple(design.terms[j] for j in keep), design.rows, design.flow, design.spec
     rows, used_flow = drop_missing(data, parsed.variables + extra_cols,
                                    flow if flow is not None else SampleFlow(len(data)))
-    if rows.size > _PROBE:
-        probe = build_design(formula, data.iloc[rows[:_PROBE]], None, extra_variables=extra_cols)
-        terms = tuple(t for t in probe.terms if t != "Intercept")
-        plain = bool(terms) and set(terms) == set(parsed.variables) and all(
-            isinstance(data[t].dtype, np.dtype) and data[t].dtype.kind in "fiu" for t in terms)
-        if plain:
-            # filled in row blocks: contiguous column reads, writes that stay in cache
-            X = np.empty((rows.size, len(terms)))
-            cols = [data[t].to_numpy(dtype=float) for t in terms]
-            every = rows.size == len(data)
-            for a in range(0, rows.size, 16384):
-                xb, rb = X[a:a + 16384], (slice(a, a + 16384) if every else rows[a:a + 16384])
-                for j, col in enumerate(cols):
-                    xb[:, j] = col[rb]
-            keep = [probe.terms.index(t) for t in terms]
-            if np.array_equal(probe.X[:, keep], X[:_PROBE]):
-                return X, terms, rows, used_flow, probe.spec
-    design = build_design(formula, data, flow, extra_variables=extra_cols)
-    keep = [j for j, t in enumerate(design.terms) if t != "Intercept"]
-    X = np.ascontiguousarray(design.X[:, keep])
-    return X, tuple(design.terms[j] for j in keep), design.rows, design.flow, design.spec
+    # filled in row blocks: contiguous column reads, writes that stay in cache
+    X = np.empty((rows.size, len(terms)))
+    cols = [data[t].to_numpy(dtype=float) for t in terms]
+    every = rows.size == len(data)
+    for a in range(0, rows.size, 16384):
+        xb, rb = X[a:a + 16384], (slice(a, a + 16384) if every else rows[a:a + 16384])
+        for j, col in enumerate(cols):
+            xb[:, j] = col[rb]
+    spec = spec_from_dict({"formula": " + ".join(terms), "intercept": True, "transform_state": {},
+                           "encoder_state": {t: {"kind": "numerical"} for t in terms}})
+    return X, terms, rows, used_flow, spec
 
 
 def _check_within_strata(X: np.ndarray, terms: tuple[str, ...], strata: np.ndarray | None,
@@ -299,6 +319,28 @@ def _check_within_strata(X: np.ndarray, terms: tuple[str, ...], strata: np.ndarr
         )
     check_rank_gram(gram, terms)
     return sums.sum(axis=0)
+
+
+def check_null_information(info: np.ndarray, Xd: np.ndarray, w_death: np.ndarray,
+                           terms: tuple[str, ...], strata: np.ndarray | None) -> None:
+    """Identifiability from the information at beta = 0, the sum over event times of the
+    covariates' covariance among the firms at risk: a covariate with none (constant within
+    every stratum, at least among the firms at risk) is named; then a rank check, which also
+    finds within-stratum collinearity. Costs nothing extra: that matrix is the score test's.
+
+    The scale of a covariate's variance is its mean square over the events (``Xd`` holds the
+    event rows, ``w_death`` their weights)."""
+    scale = (w_death @ (Xd * Xd)) if Xd.size else np.zeros(len(terms))
+    var = np.diag(info)
+    flat = [t for t, v, s in zip(terms, var, scale, strict=True) if v <= 1e-10 * s or v <= 0.0]
+    if flat:
+        where = "within every stratum" if strata is not None else "in every row"
+        raise DataValidationError(
+            f"covariate(s) {', '.join(repr(t) for t in flat)} are constant {where} (at least "
+            "among the firms at risk at the event times), so the Cox model cannot estimate "
+            "them; drop them (or the strata)"
+        )
+    check_rank_gram(info, terms)
 
 
 def _baseline(rs: RiskSets, st: CoxState) -> dict[str, object]:

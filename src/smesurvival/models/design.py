@@ -209,7 +209,10 @@ def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
             enc[name] = {"kind": str(getattr(kind, "value", kind))}
     tr = {k: {kk: _py(vv) for kk, vv in v.items()} for k, v in spec.transform_state.items()}
     # str(formula) drops a removed intercept ("0 + x" prints as "x"): record it explicitly
-    intercept = "Intercept" in [str(c) for c in spec.column_names]
+    try:
+        intercept = "Intercept" in [str(c) for c in spec.column_names]
+    except RuntimeError:  # a spec built by spec_from_dict has no structure until first used
+        intercept = any(str(t) == "1" for t in spec.formula)
     return {"formula": str(spec.formula), "intercept": intercept, "encoder_state": enc,
             "transform_state": tr}
 
