@@ -9,6 +9,7 @@ materialising and counted per column, so the sample flow is exact.
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,8 @@ from formulaic.transforms import center as _center
 from formulaic.transforms import scale as _scale
 
 from smesurvival.data.flow import SampleFlow
-from smesurvival.errors import FormulaError
+from smesurvival.errors import DataValidationError, FormulaError
+from smesurvival.models.survdata import file_lines
 
 #: transforms a formula may call; anything else is refused before evaluation.
 ALLOWED_FUNCTIONS: dict[str, Any] = {
@@ -167,6 +169,7 @@ def build_design(
     rows, flow = drop_missing(data, parsed.variables + tuple(extra_variables), flow)
     if rows.size == 0:
         raise FormulaError("no rows are left after dropping rows with missing values")
+    check_text_variables(data, parsed.variables, rows, parsed.rhs)
     sub = data.iloc[rows].reset_index(drop=True)
     try:
         spec = ModelSpec.from_spec(Formula(parsed.rhs), na_action="raise", output="pandas")
@@ -180,6 +183,41 @@ def build_design(
     if parsed.outcome is not None:
         y = _as_binary_or_numeric(sub[parsed.outcome], parsed.outcome)
     return Design(X, y, tuple(str(c) for c in mm.columns), rows, flow, mm.model_spec, parsed)
+
+
+_MAX_LEVELS = 1000  # a text column with more distinct values than this (and than half the rows)
+
+
+def check_text_variables(data: pd.DataFrame, variables: tuple[str, ...], rows: np.ndarray,
+                         rhs: str = "") -> None:
+    """Text columns a formula reads, checked before they become dummy columns.
+
+    A column of numbers with a few text cells ('abc', 'n/a') would otherwise be taken as a
+    category with one level per distinct number; a column of mostly distinct text (an
+    identifier) as thousands of dummies. Both stop with the column and the file lines. A
+    column the formula wraps in ``C()`` is meant as a category: mixed codes ('10', '3A') pass."""
+    for c in variables:
+        col = data[c]
+        if not (col.dtype == object or pd.api.types.is_string_dtype(col.dtype)):
+            continue
+        vals = col.iloc[rows]
+        num = pd.to_numeric(vals, errors="coerce")
+        ok = num.notna().to_numpy()
+        explicit = re.search(rf"\bC\(\s*{re.escape(c)}\s*[,)]", rhs) is not None
+        if not explicit and ok.any() and ok.mean() >= 0.5:
+            bad = ~ok
+            examples = ", ".join(repr(str(v)) for v in vals[bad].unique()[:3])
+            raise DataValidationError(
+                f"column '{c}' holds numbers, but {file_lines(bad, rows)} hold text ({examples}): "
+                "fix those cells or leave them blank (blank cells are dropped and counted)"
+            )
+        levels = vals.nunique()
+        if levels > _MAX_LEVELS and levels > 0.5 * rows.size:
+            raise DataValidationError(
+                f"column '{c}' has {levels:,} distinct text values in {rows.size:,} rows: as a "
+                f"category it would give {levels - 1:,} dummy columns. It looks like an identifier "
+                "or free text: leave it out of the formula (an identifier can be a cluster= column)"
+            )
 
 
 def _as_binary_or_numeric(col: pd.Series, name: str) -> np.ndarray:

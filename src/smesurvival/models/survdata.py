@@ -8,7 +8,9 @@ import pandas as pd
 from smesurvival.errors import DataValidationError, UsageError
 
 
-def _rows(mask: np.ndarray, rows: np.ndarray | None = None) -> str:
+def file_lines(mask: np.ndarray, rows: np.ndarray | None = None) -> str:
+    """'file line(s) 3, 9 (2 row(s))' for the rows where ``mask`` holds (``rows``: their data
+    positions; line = position + 2, the header being line 1)."""
     idx = np.flatnonzero(mask)
     shown = idx if rows is None else rows[idx]
     first = ", ".join(str(int(i) + 2) for i in shown[:10])
@@ -24,7 +26,7 @@ def numeric_column(data: pd.DataFrame, col: str, role: str, rows: np.ndarray) ->
     vals = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
     bad = np.isnan(vals) & raw.notna().to_numpy()
     if bad.any():
-        raise DataValidationError(f"{role} column '{col}': non-numeric values at {_rows(bad, rows)}")
+        raise DataValidationError(f"{role} column '{col}': non-numeric values at {file_lines(bad, rows)}")
     return vals
 
 
@@ -34,14 +36,14 @@ def check_durations(time: np.ndarray, col: str, rows: np.ndarray, entry: np.ndar
     bad = ~np.isfinite(time) | (time <= 0)
     if bad.any():
         raise DataValidationError(
-            f"column '{col}': durations must be positive numbers; rule broken at {_rows(bad, rows)}"
+            f"column '{col}': durations must be positive numbers; rule broken at {file_lines(bad, rows)}"
         )
     if entry is not None:
         bad = ~np.isfinite(entry) | (entry < 0) | (entry >= time)
         if bad.any():
             raise DataValidationError(
                 f"column '{entry_col}': the start (entry) time must be >= 0 and below the stop "
-                f"time in '{col}'; rule broken at {_rows(bad, rows)}"
+                f"time in '{col}'; rule broken at {file_lines(bad, rows)}"
             )
 
 
@@ -53,6 +55,6 @@ def event_indicator(event: np.ndarray, col: str, rows: np.ndarray,
         found = ", ".join(repr(v) for v in sorted(set(np.unique(event[bad]).tolist()))[:5])
         raise DataValidationError(
             f"column '{col}': event codes must be one of {', '.join(f'{c:g}' for c in codes)}; "
-            f"found {found} at {_rows(bad, rows)}"
+            f"found {found} at {file_lines(bad, rows)}"
         )
     return event

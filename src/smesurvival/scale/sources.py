@@ -18,11 +18,12 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeAlias
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from smesurvival.data.readers import _clip, _short
-from smesurvival.errors import DataReadError, UsageError
+from smesurvival.errors import DataReadError, DataValidationError, UsageError
 
 __all__ = ["BatchSource", "open_source"]
 
@@ -211,6 +212,44 @@ class ParquetSource(BatchSource):
 _BOOL_TEXT = ["1", "True", "TRUE", "true", "0", "False", "FALSE", "false"]
 
 
+class _TextCells:
+    """Counts of numeric and text cells of a CSV column, with the first text cells' lines: a
+    column of numbers with a few text cells is an error (as in the in-memory engine), not a
+    category with one level per number."""
+
+    def __init__(self) -> None:
+        self.numeric = 0
+        self.text = 0
+        self.lines: list[int] = []
+        self.examples: list[str] = []
+
+    def add(self, col: pa.Array, offset: int) -> None:
+        """Count one block's cells (``offset``: data rows before the block)."""
+        if self.text > max(self.numeric, 1000):  # a text column: no need to go on counting
+            return
+        s = col.to_pandas()
+        parsed = pd.to_numeric(s, errors="coerce").notna().to_numpy()
+        present = s.notna().to_numpy()
+        self.numeric += int(parsed.sum())
+        bad = np.flatnonzero(present & ~parsed)
+        self.text += bad.size
+        if len(self.lines) < 10:
+            self.lines += [offset + int(i) + 2 for i in bad[: 10 - len(self.lines)]]
+            self.examples += [str(s.iloc[i]) for i in bad[:3]]
+
+    def check(self, label: str, column: str) -> None:
+        """Raise when the column is mostly numbers."""
+        if self.text and self.numeric >= self.text:
+            more = f" and {self.text - len(self.lines)} more" if self.text > len(self.lines) else ""
+            shown = ", ".join(map(str, self.lines))
+            ex = ", ".join(repr(e) for e in dict.fromkeys(self.examples))
+            raise DataValidationError(
+                f"{label}: column '{column}' holds numbers, but file line(s) {shown}{more} "
+                f"({self.text} row(s)) hold text ({ex}): fix those cells or leave them blank "
+                "(blank cells are dropped and counted)"
+            )
+
+
 class CsvSource(BatchSource):
     """A delimited text file read in blocks; column types settled by a whole-file pass.
 
@@ -264,11 +303,14 @@ class CsvSource(BatchSource):
         raw = [self._names[c] for c in columns]
         cands = {c: ["int64", "bool", "float64"] for c in columns}
         seen = dict.fromkeys(columns, False)
+        text = {c: _TextCells() for c in columns}  # numbers vs text cells, for the error below
+        offset = 0
         try:
             reader = self._open(raw, dict.fromkeys(raw, pa.string()), self._block)
             for rb in reader:
                 for c, r in zip(columns, raw, strict=True):
-                    vals = rb.column(rb.schema.get_field_index(r)).drop_null()
+                    col = rb.column(rb.schema.get_field_index(r))
+                    vals = col.drop_null()
                     if len(vals) == 0:
                         continue
                     seen[c] = True
@@ -285,6 +327,11 @@ class CsvSource(BatchSource):
                         if ok:
                             keep.append(t)
                     cands[c] = keep
+                    if "float64" in keep or "int64" in keep:
+                        text[c].numeric += len(vals)
+                    elif not keep:  # only text-bearing blocks are parsed cell by cell
+                        text[c].add(col, offset)
+                offset += rb.num_rows
         except pa.ArrowInvalid as exc:
             if "utf8" in str(exc).lower() and self._encoding == "utf8":
                 self._encoding = "cp1252"
@@ -293,6 +340,8 @@ class CsvSource(BatchSource):
             raise DataReadError(f"cannot read {self.label} as CSV: {_short(exc)}") from exc
         types = {"int64": pa.int64(), "bool": pa.bool_(), "float64": pa.float64()}
         for c, r in zip(columns, raw, strict=True):
+            if seen[c] and not cands[c]:
+                text[c].check(self.label, c)
             if not seen[c]:
                 self._column_types[r] = pa.null()
             elif cands[c]:
