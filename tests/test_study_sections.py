@@ -323,3 +323,22 @@ def test_spec_without_the_tables_runs_without_the_sections() -> None:
     r = run_study(spec_from_dict(raw))
     assert r.effects is None and r.mediation is None and r.missing is not None
     assert "## Mediation" not in render_markdown(r)
+
+
+# ---- engines -------------------------------------------------------------------------------------
+def test_study_through_the_stream_engine_gives_the_same_numbers() -> None:
+    """[model] engine = "stream": every main step by the stream engine (small batches), equal
+    to the in-memory study to 1e-8, same verdicts."""
+    raw = _raw()
+    raw["model"].update(engine="stream", batch_rows=500)
+    streamed = run_study(spec_from_dict(raw, "t.toml"), robustness=False)
+    memory = run_study("lee2012", robustness=False)
+    assert [v.supported for v in streamed.verdicts] == [v.supported for v in memory.verdicts]
+    for a, b in zip(streamed.steps, memory.steps, strict=True):
+        assert a.fit.terms == b.fit.terms
+        np.testing.assert_allclose(a.fit.params, b.fit.params, rtol=0, atol=1e-8)
+        np.testing.assert_allclose(a.fit.se, b.fit.se, rtol=0, atol=1e-8)
+        assert a.fit.loglik == pytest.approx(b.fit.loglik, abs=1e-8)
+    raw["model"]["engine"] = "gpu"
+    with pytest.raises(SpecError, match="model.engine must be memory, stream or spark"):
+        spec_from_dict(raw, "t.toml")

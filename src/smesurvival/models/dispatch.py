@@ -13,6 +13,8 @@ from smesurvival.inference.vcov import check_choice
 from smesurvival.models.result import FitResult
 
 MODELS = ("logit", "probit", "cloglog", "firth", "cox", "discrete", "finegray")
+ENGINES = ("memory", "stream", "spark")
+ENGINE_MODELS = ("logit", "probit", "cloglog")  # models the stream and spark engines fit
 DEFAULT_VCOV = {"cox": "classical", "finegray": "robust", "discrete": "cluster"}
 
 
@@ -38,6 +40,26 @@ class ModelOptions:
     period_terms: str = "dummies"  # discrete-time duration dependence
     cuts: tuple[float, ...] | None = None
     width: float | None = None
+    engine: str = "memory"  # memory | stream | spark (binary models; the same kernel)
+    batch_rows: int | None = None  # stream: rows per batch (default from ``memory``)
+    memory: str = "1GB"  # stream: memory budget for batch data
+    spark_master: str | None = None  # spark: master URL (default local[2])
+
+
+def _fit_engine(model: str, data: pd.DataFrame, formula: str, vcov: str, opts: ModelOptions) -> FitResult:
+    """A binary model through the stream (or Spark) engine: the same kernel, batch by batch."""
+    common: dict[str, Any] = {
+        "model": model, "vcov": vcov, "cluster": opts.cluster, "weights": opts.weights,
+        "weights_kind": opts.weights_kind, "information": opts.information,
+        "conf_level": opts.conf_level,
+    }
+    if opts.engine == "stream":
+        from smesurvival.scale.stream import fit_stream
+
+        return fit_stream(formula, data, batch_rows=opts.batch_rows, memory=opts.memory, **common)
+    from smesurvival.scale import spark as _spark  # type: ignore[attr-defined]
+
+    return _spark.fit_spark(formula, data, master=opts.spark_master or "local[2]", **common)  # type: ignore[no-any-return]
 
 
 def _need(value: Any, flag: str, model: str) -> Any:
@@ -49,12 +71,18 @@ def _need(value: Any, flag: str, model: str) -> Any:
 def fit_model(model: str, data: pd.DataFrame, formula: str, opts: ModelOptions) -> FitResult:
     """Fit ``model`` on ``data`` with ``formula`` (full for binary models, else right-hand side)."""
     check_choice(model, MODELS, "model")
+    check_choice(opts.engine, ENGINES, "engine")
     vcov = opts.vcov or DEFAULT_VCOV.get(model, "classical")
-    if model in ("logit", "probit", "cloglog"):
+    if opts.engine != "memory" and model not in ENGINE_MODELS:
+        raise UsageError(f"engine '{opts.engine}' fits the models {', '.join(ENGINE_MODELS)}; got "
+                         f"'{model}' (use engine 'memory' for it)")
+    if model in ENGINE_MODELS:
         from smesurvival.models.fit import fit
 
         if "~" not in formula:
             formula = f"{_need(opts.event, '--event (the outcome column) or a formula y ~ ...', model)} ~ {formula}"
+        if opts.engine != "memory":
+            return _fit_engine(model, data, formula, vcov, opts)
         return fit(formula, data, model=model, vcov=vcov, cluster=opts.cluster,  # type: ignore[arg-type]
                    weights=opts.weights, weights_kind=opts.weights_kind,  # type: ignore[arg-type]
                    information=opts.information, conf_level=opts.conf_level)  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ expected sign (see :func:`smesurvival.study.verdicts.judge`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -58,12 +59,16 @@ def options_for(spec: StudySpec, model: str, event: str = EVENT, cause: float | 
     vcov = spec.vcov if model not in ("cox", "discrete", "finegray") else None
     if model == "cox" and spec.vcov == "cluster":
         vcov = "cluster"
-    return ModelOptions(
+    opts = ModelOptions(
         time="time_to_exit", event=event, ties=spec.ties, vcov=vcov, cluster=spec.cluster,
         weights=spec.weights, weights_kind="survey" if spec.weights else "frequency",
         conf_level=spec.conf_level, id="firm_id", link="cloglog", period_terms="dummies",
         width=1.0, cause=cause,
     )
+    if model not in ("logit", "probit", "cloglog"):  # the engines fit the binary models
+        return opts
+    return replace(opts, engine=spec.engine, batch_rows=spec.batch_rows, memory=spec.memory,
+                   spark_master=spec.spark_master)
 
 
 def fit_steps(

@@ -136,6 +136,10 @@ class StudySpec:
     cause_specific_step: str | None = None
     ph_step: str | None = None
     ties: str = "efron"
+    engine: str = "memory"  # [model] engine: memory | stream | spark (the main binary models)
+    batch_rows: int | None = None  # [model] batch_rows (stream)
+    memory: str = "1GB"  # [model] memory (stream budget)
+    spark_master: str | None = None  # [model] spark_master (spark)
     effects: EffectsSpec | None = None
     mediation: MediationSpec | None = None
     missing: MissingSpec = field(default_factory=MissingSpec)
@@ -231,7 +235,17 @@ def spec_from_dict(raw: dict[str, Any], source: str = "<dict>") -> StudySpec:
     if kind == "competing" and out.get("cause") not in _EXIT_TYPES:
         raise SpecError(f"{source}: outcome.kind = 'competing' needs outcome.cause, one of {', '.join(_EXIT_TYPES)}")
     mdl = _keys(raw.get("model", {}), {"family", "vcov", "cluster", "weights", "conf_level",
-                                       "center", "controls"}, "model", source)
+                                       "center", "controls", "engine", "batch_rows", "memory",
+                                       "spark_master"}, "model", source)
+    engine = str(mdl.get("engine", "memory"))
+    if engine not in ("memory", "stream", "spark"):
+        raise SpecError(f"{source}: model.engine must be memory, stream or spark; got '{engine}'")
+    if engine != "memory" and kind != "binary":
+        raise SpecError(f"{source}: model.engine '{engine}' fits the binary models (logit, probit, "
+                        f"cloglog); use engine = 'memory' with outcome.kind '{kind}'")
+    batch_rows = mdl.get("batch_rows")
+    if batch_rows is not None:
+        batch_rows = _count(mdl, "batch_rows", 0, "model", source, low=1)
     family = mdl.get("family", {"binary": "logit", "time_to_exit": "cox", "competing": "finegray"}[kind])
     allowed = {"binary": ("logit", "probit", "cloglog"), "time_to_exit": ("cox", "discrete"),
                "competing": ("finegray",)}[kind]
@@ -323,6 +337,8 @@ def spec_from_dict(raw: dict[str, Any], source: str = "<dict>") -> StudySpec:
         cause_specific=tuple(rob.get("cause_specific", ())),
         cause_specific_step=_step_name(rob.get("cause_specific_step"), names, source, "cause_specific_step"),
         ph_step=_step_name(rob.get("ph_step"), names, source, "ph_step"), ties=rob.get("ties", "efron"),
+        engine=engine, batch_rows=batch_rows, memory=str(mdl.get("memory", "1GB")),
+        spark_master=mdl.get("spark_master"),
         effects=_parse_effects(raw.get("effects"), steps, source),
         mediation=_parse_mediation(raw.get("mediation"), tuple(mdl.get("controls", ())), source),
         missing=_parse_missing(raw.get("missing"), source),
