@@ -84,8 +84,6 @@ def fit_steps(
         formula = spec.formula(s) if binary else spec.formula(s).split("~", 1)[1].strip()
         f = fit_model(model, data, formula, opts)
         if binary or model == "cox":
-            from dataclasses import replace
-
             f = replace(f, flow=flow)
         lr = None
         if s.base is not None:
