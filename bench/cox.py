@@ -15,6 +15,8 @@ exits) each exit day has ~80 tied exits. Efron ties everywhere.
 Timed, best of ``--repeat`` runs:
   * smesurvival ``fit_cox`` on the DataFrame (formula with the 15 columns; design building,
     checks, Newton, SEs, tests, baseline hazard, concordance: the analogue of R's ``coxph``);
+  * the same with ``concordance=False`` (everything but Harrell's C, which neither R's
+    ``coxph.fit`` nor lifelines' ``fit`` computes): the analogue of lifelines' ``fit``;
   * smesurvival's kernel-level fit ``cox_newton`` on arrays (risk-set build + Newton: the
     analogue of R's compiled fitter ``coxph.fit``);
   * R: ``coxph(Surv(t, e) ~ ., ties = "efron")`` and ``coxph.fit(...)``, each timed inside R
@@ -140,14 +142,18 @@ def run_ours(df: pd.DataFrame, reps: int) -> dict[str, Any]:
     def full() -> Any:
         return fit_cox(formula, df, duration="t", event="e", ties="efron")
 
+    def fit_only() -> Any:
+        return fit_cox(formula, df, duration="t", event="e", ties="efron", concordance=False)
+
     def kernel() -> Any:
         return cox_newton(X, t, e, ties="efron")
 
     t_full, res = best_of(reps, full)
+    t_fit, _ = best_of(reps, fit_only)
     t_kernel, kres = best_of(reps, kernel)
     input_bytes = X.nbytes + t.nbytes + e.nbytes
     return {
-        "fit_cox_s": t_full, "kernel_s": t_kernel, "params": np.asarray(res.params),
+        "fit_cox_s": t_full, "fit_s": t_fit, "kernel_s": t_kernel, "params": np.asarray(res.params),
         "kernel_params": kres.params, "iterations": res.iterations, "loglik": res.loglik,
         "mem_full": peak_bytes(full) / input_bytes, "mem_kernel": peak_bytes(kernel) / input_bytes,
     }
@@ -245,22 +251,22 @@ def _f(x: float | None, fmt: str = "{:.2f}") -> str:
 
 def report(con: Console, rows: list[dict[str, Any]]) -> None:
     tab = Table(title="Cox PH, Efron ties, 15 covariates (seconds: best of runs)")
-    for c in ("N", "fit_cox s", "kernel s", "R coxph s", "R coxph.fit s", "lifelines s",
-              "R fit/kernel", "R fit/fit_cox", "lifelines/fit_cox", "R coxph/fit_cox",
-              "rel diff vs R", "mem/input fit_cox|kernel"):
+    for c in ("N", "fit_cox s", "fit_cox no C s", "kernel s", "R coxph s", "R coxph.fit s",
+              "lifelines s", "R coxph / fit_cox", "R fit / fit_cox no C", "R fit / kernel",
+              "lifelines / fit_cox no C", "rel diff vs R", "mem/input fit_cox|kernel"):
         tab.add_column(c, justify="right")
     goals: list[tuple[str, bool | None, str]] = []
     for row in rows:
-        n, ours, kern = row["n"], row["fit_cox_s"], row["kernel_s"]
+        n, ours, fit_s, kern = row["n"], row["fit_cox_s"], row["fit_s"], row["kernel_s"]
         r = row["r"] if isinstance(row["r"], dict) else None
         ll = row["lifelines"] if isinstance(row["lifelines"], dict) else None
         diff = rel_diff(row["params"], r["coef"]) if r else None
         tab.add_row(
-            f"{n:,}", _f(ours, "{:.3f}"), _f(kern, "{:.3f}"),
+            f"{n:,}", _f(ours, "{:.3f}"), _f(fit_s, "{:.3f}"), _f(kern, "{:.3f}"),
             _f(r and r["coxph_s"], "{:.3f}"), _f(r and r["coxphfit_s"], "{:.3f}"),
             _f(ll and ll["s"], "{:.3f}"),
-            _f(r and r["coxphfit_s"] / kern, "{:.1f}x"), _f(r and r["coxphfit_s"] / ours, "{:.1f}x"),
-            _f(ll and ll["s"] / ours, "{:.1f}x"), _f(r and r["coxph_s"] / ours, "{:.1f}x"),
+            _f(r and r["coxph_s"] / ours, "{:.1f}x"), _f(r and r["coxphfit_s"] / fit_s, "{:.1f}x"),
+            _f(r and r["coxphfit_s"] / kern, "{:.1f}x"), _f(ll and ll["s"] / fit_s, "{:.1f}x"),
             _f(diff, "{:.1e}"), f"{row['mem_full']:.2f} | {row['mem_kernel']:.2f}",
         )
         if r:
@@ -268,20 +274,24 @@ def report(con: Console, rows: list[dict[str, Any]]) -> None:
                           diff is not None and diff <= GOAL_COEF, ""))
         if n >= 1_000_000:
             if r:
-                goals.append((f"{n:,}: >= {GOAL_R_FIT:g}x faster than R coxph.fit "
-                              f"(fit_cox {r['coxphfit_s'] / ours:.1f}x, kernel "
-                              f"{r['coxphfit_s'] / kern:.1f}x)", r["coxphfit_s"] / ours >= GOAL_R_FIT, ""))
+                goals.append((f"{n:,}: >= {GOAL_R_FIT:g}x faster than R coxph.fit (fit_cox without "
+                              f"concordance {r['coxphfit_s'] / fit_s:.1f}x; kernel "
+                              f"{r['coxphfit_s'] / kern:.1f}x)", r["coxphfit_s"] / fit_s >= GOAL_R_FIT, ""))
             if ll:
-                goals.append((f"{n:,}: >= {GOAL_LL_1M:g}x faster than lifelines ({ll['s'] / ours:.1f}x)",
-                              ll["s"] / ours >= GOAL_LL_1M, ""))
+                goals.append((f"{n:,}: >= {GOAL_LL_1M:g}x faster than lifelines (fit_cox without "
+                              f"concordance {ll['s'] / fit_s:.1f}x)", ll["s"] / fit_s >= GOAL_LL_1M, ""))
         elif n >= 100_000 and ll:
-            goals.append((f"{n:,}: >= {GOAL_LL_100K:g}x faster than lifelines ({ll['s'] / ours:.1f}x)",
-                          ll["s"] / ours >= GOAL_LL_100K, ""))
+            goals.append((f"{n:,}: >= {GOAL_LL_100K:g}x faster than lifelines (fit_cox without "
+                          f"concordance {ll['s'] / fit_s:.1f}x)", ll["s"] / fit_s >= GOAL_LL_100K, ""))
         goals.append((f"{n:,}: peak memory of fit_cox < {GOAL_MEM:g}x the input arrays "
                       f"({row['mem_full']:.2f}x; kernel {row['mem_kernel']:.2f}x)",
                       row["mem_full"] < GOAL_MEM, ""))
     con.print(tab)
     con.print("Ratios are the other library's seconds over ours (> 1: smesurvival is faster). "
+              "'fit_cox no C' is fit_cox(..., concordance=False): the whole fit from the DataFrame "
+              "(design, checks, Newton, SEs, score/Wald/LR tests, baseline hazard) without Harrell's "
+              "C, which R's coxph.fit does not compute and lifelines computes only when asked; "
+              "R's coxph() computes it, so it is compared with the full fit_cox. "
               f"Load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} "
               f"on {os.cpu_count()} cores (timings of multithreaded BLAS suffer most from a busy machine).")
     for text, ok, _ in goals:
