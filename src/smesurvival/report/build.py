@@ -13,7 +13,7 @@ import base64
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -58,7 +58,8 @@ if TYPE_CHECKING:
     from smesurvival.study.result import StudyResult
 
 #: Names a report folder may hold; an existing ``out_dir`` with anything else is left alone.
-REPORT_ENTRIES = frozenset({"report.md", "report.html", "results.json", "figures"})
+REPORT_ENTRIES = frozenset({"report.md", "report.html", "results.json", "figures", "tables.tex",
+                            "tables.docx"})
 
 #: Why failure and acquisition are kept apart (shown in the exit-routes section).
 EXIT_ROUTES_TEXT = (
@@ -77,6 +78,8 @@ class ReportFiles:
     html: Path
     json: Path
     figures: tuple[Path, ...]
+    latex: Path | None = None
+    docx: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -512,12 +515,31 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def write_report(result: StudyResult, out_dir: Path | str) -> ReportFiles:
-    """Write ``report.md``, ``report.html``, ``results.json`` and ``figures/`` to ``out_dir``.
+#: Report formats: the report itself is always Markdown and HTML; LaTeX and Word add the
+#: journal tables (``tables.tex``, a compilable document with the figures; ``tables.docx``).
+REPORT_FORMATS = ("md", "html", "latex", "docx")
+
+
+def check_formats(formats: Iterable[str]) -> tuple[str, ...]:
+    """The formats asked for, checked (``--format latex,docx``)."""
+    fm = tuple(dict.fromkeys(f.strip().lower() for f in formats if f.strip()))
+    bad = [f for f in fm if f not in REPORT_FORMATS]
+    if bad or not fm:
+        raise UsageError(f"--format takes a comma-separated list of {', '.join(REPORT_FORMATS)}; "
+                         f"got '{','.join(formats)}'")
+    return fm
+
+
+def write_report(result: StudyResult, out_dir: Path | str,
+                 formats: Iterable[str] = REPORT_FORMATS) -> ReportFiles:
+    """Write ``report.md``, ``report.html``, ``results.json``, ``figures/`` (PNG 300 dpi, SVG,
+    PDF) and, with ``formats`` holding "latex" / "docx", ``tables.tex`` / ``tables.docx`` (every
+    table in the journal layout; the .tex also places the figures) to ``out_dir``.
 
     All or nothing: on any error the temporary folder is removed and ``out_dir`` is left as it
     was (absent, or the previous report).
     """
+    fm = check_formats(formats)
     out = Path(out_dir).expanduser().absolute()
     _check_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -528,6 +550,7 @@ def write_report(result: StudyResult, out_dir: Path | str) -> ReportFiles:
         (tmp / "results.json").write_text(dumps(result) + "\n", encoding="utf-8")
         (tmp / "report.md").write_text(render_markdown(result, figs), encoding="utf-8")
         (tmp / "report.html").write_text(render_html(result, figs), encoding="utf-8")
+        _publication_tables(result, figs, tmp, fm)
         if not figs:
             (tmp / "figures").mkdir(exist_ok=True)
         _swap_into_place(tmp, out)
@@ -538,4 +561,26 @@ def write_report(result: StudyResult, out_dir: Path | str) -> ReportFiles:
     return ReportFiles(
         out_dir=out, markdown=out / "report.md", html=out / "report.html",
         json=out / "results.json", figures=fig_paths,
+        latex=out / "tables.tex" if "latex" in fm else None,
+        docx=out / "tables.docx" if "docx" in fm else None,
     )
+
+
+def _publication_tables(result: StudyResult, figs: list[_Figure], folder: Path,
+                        formats: tuple[str, ...]) -> None:
+    """``tables.tex`` and ``tables.docx``: the report's tables (and, in LaTeX, its figures)."""
+    if "latex" not in formats and "docx" not in formats:
+        return
+    tables = list(build_tables(result).items())
+    title = result.title or result.study
+    banner = SYNTHETIC_BANNER if result.synthetic else ""
+    if "latex" in formats:
+        from smesurvival.report.latex import latex_document
+
+        pdfs = [(f"figures/{f.stem}.pdf", f.caption) for f in figs]
+        (folder / "tables.tex").write_text(latex_document(tables, title, banner, pdfs),
+                                           encoding="utf-8")
+    if "docx" in formats:
+        from smesurvival.report.docx import write_docx
+
+        write_docx(tables, folder / "tables.docx", title, banner)

@@ -203,10 +203,12 @@ def incidence_figure(
 
 
 def save(fig: Figure, directory: Path | str, stem: str) -> tuple[Path, Path]:
-    """Write ``stem.png`` (150 dpi) and ``stem.svg`` into ``directory``; return both paths."""
+    """Write ``stem.png`` (300 dpi), ``stem.svg`` and ``stem.pdf`` (vector, for LaTeX) into
+    ``directory``; return the PNG and SVG paths (the PDF sits beside them)."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     png, svg = d / f"{stem}.png", d / f"{stem}.svg"
-    fig.savefig(png, dpi=150, format="png", metadata={"Software": "smesurvival"})
+    fig.savefig(png, dpi=300, format="png", metadata={"Software": "smesurvival"})
     fig.savefig(svg, format="svg", metadata={"Date": None})
+    fig.savefig(d / f"{stem}.pdf", format="pdf", metadata={"CreationDate": None, "ModDate": None})
     return png, svg
