@@ -7,6 +7,7 @@ the file and the key.
 
 from __future__ import annotations
 
+import copy
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -140,6 +141,7 @@ class StudySpec:
     batch_rows: int | None = None  # [model] batch_rows (stream)
     memory: str = "1GB"  # [model] memory (stream budget)
     spark_master: str | None = None  # [model] spark_master (spark)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # as parsed
     effects: EffectsSpec | None = None
     mediation: MediationSpec | None = None
     missing: MissingSpec = field(default_factory=MissingSpec)
@@ -339,6 +341,7 @@ def spec_from_dict(raw: dict[str, Any], source: str = "<dict>") -> StudySpec:
         ph_step=_step_name(rob.get("ph_step"), names, source, "ph_step"), ties=rob.get("ties", "efron"),
         engine=engine, batch_rows=batch_rows, memory=str(mdl.get("memory", "1GB")),
         spark_master=mdl.get("spark_master"),
+        raw=copy.deepcopy(raw),
         effects=_parse_effects(raw.get("effects"), steps, source),
         mediation=_parse_mediation(raw.get("mediation"), tuple(mdl.get("controls", ())), source),
         missing=_parse_missing(raw.get("missing"), source),
