@@ -39,6 +39,7 @@ from smesurvival.data.panel import PeriodGrid, expand_person_period
 from smesurvival.errors import DataValidationError, FormulaError, UsageError
 from smesurvival.inference.vcov import VCOV_TYPES, VcovType, check_choice
 from smesurvival.models.design import drop_missing, parse_formula
+from smesurvival.models.firth import fit_firth
 from smesurvival.models.fit import fit
 from smesurvival.models.kernels import Information
 from smesurvival.models.result import FitResult
@@ -152,6 +153,7 @@ def fit_discrete(
     cluster: str | None = None,
     information: Information = "expected",
     conf_level: float = 0.95,
+    firth: bool = False,
     flow: SampleFlow | None = None,
 ) -> FitResult:
     """Fit a discrete-time hazard model on subject-level (or person-period) data.
@@ -167,12 +169,22 @@ def fit_discrete(
         ``time="bands"`` ``cuts`` are the band boundaries and ``width`` (if given) the periods.
     vcov : ``cluster`` by ``cluster`` (default the subject id), ``classical``, ``hc0``, ``hc1``.
     information : ``expected`` (as R's glm) or ``observed`` (as statsmodels' GLM sandwich).
+    firth : fit the person-period binary model by mean bias reduction instead of maximum
+        likelihood: the adjusted score of Kosmidis & Firth (2009), R's ``brglm2`` ``type =
+        "AS_mean"`` (for the logit link Firth's penalised likelihood); see
+        :func:`~smesurvival.models.firth.fit_firth`. It removes the O(1/n) bias of the ML
+        estimates when events are few per parameter, and gives finite estimates when a
+        covariate separates the events (e.g. a level in which no subject has the event).
+        ``vcov`` works as for ML (``classical`` is the inverse expected information at the
+        estimate, as brglm2; the sandwiches use the ordinary scores there, as
+        ``sandwich::vcovCL`` on a brglm2 fit); ``information`` must be ``expected``.
 
     Returns
     -------
     A :class:`FitResult` with ``model="discrete"``; ``nobs`` counts person-period rows, the
     sample flow counts subject rows, and ``extra`` holds the link, time spec, grid,
-    ``n_subjects``, ``periods``, ``rows_per_period`` and ``events_per_period``.
+    ``n_subjects``, ``periods``, ``rows_per_period``, ``events_per_period`` and ``firth``
+    (with ``firth=True`` also ``bias_reduction`` and, for the logit, ``penalized_loglik``).
 
     Example
     -------
@@ -184,6 +196,10 @@ def fit_discrete(
     check_choice(link, DISCRETE_LINKS, "link")
     check_choice(time, TIME_SPECS, "time")
     check_choice(vcov, VCOV_TYPES, "vcov")
+    if firth and information != "expected":
+        raise UsageError(
+            "firth=True solves the adjusted score with the expected information (as brglm2); "
+            f"information='{information}' is not available with it: drop the option")
     if not expanded and duration is None:
         raise UsageError("subject-level data need duration= (or pass expanded=True)")
     if id is None or id not in data.columns:
@@ -224,8 +240,13 @@ def fit_discrete(
             raise UsageError(f"time='bands' creates a column '{BAND}'; rename the data's '{BAND}'")
         pp = pp.assign(**{BAND: band_of_period(pp[period].to_numpy(), grid, bands)})
     formula = f"{event} ~ {time_terms(time, period)}" + (f" + {rhs}" if rhs else "")
-    res = fit(formula, pp, model=link, vcov=vcov, cluster=cluster if vcov == "cluster" else None,
-              information=information, conf_level=conf_level)
+    cl = cluster if vcov == "cluster" else None
+    if firth:
+        res = fit_firth(formula, pp, link=link, vcov=vcov, cluster=cl, conf_level=conf_level,
+                        profile=False)
+    else:
+        res = fit(formula, pp, model=link, vcov=vcov, cluster=cl, information=information,
+                  conf_level=conf_level)
     per = pp[period].to_numpy()
     ev = pp[event].to_numpy(dtype=float)
     ks, counts = np.unique(per, return_counts=True)
@@ -239,7 +260,12 @@ def fit_discrete(
         "periods": [int(k) for k in ks], "rows_per_period": [int(c) for c in counts],
         "events_per_period": [int(v) for v in np.bincount(
             np.searchsorted(ks, per), weights=ev, minlength=ks.size)],
+        "firth": firth,
     }
+    if firth:
+        extra["bias_reduction"] = res.extra["bias_reduction"]
+        if "penalized_loglik" in res.extra:
+            extra["penalized_loglik"] = res.extra["penalized_loglik"]
     return replace(res, model="discrete", link=link, flow=flow, extra=extra)
 
 
