@@ -292,3 +292,29 @@ def test_errors(rossi_nc: pd.DataFrame) -> None:
         fit_cox_firth("prio", rossi_nc.assign(w=-1.0), weights="w", **kw)
     with pytest.raises(ConvergenceError, match="Firth Cox fit did not converge"):
         fit_cox_firth(RHS, rossi_nc, max_iter=1, **kw)
+
+
+def test_fit_model_routes_the_firth_option(rossi_nc: pd.DataFrame, rossi_firth: FitResult) -> None:
+    """fit_model(..., ModelOptions(firth=True)) (the CLI's --firth) gives the Firth fits."""
+    from smesurvival.models.discrete import fit_discrete
+    from smesurvival.models.dispatch import ModelOptions, fit_model
+    from smesurvival.models.firth import fit_firth
+
+    opts = ModelOptions(time="week", event="arrest", ties="breslow", firth=True)
+    via = fit_model("cox", rossi_nc, RHS, opts)
+    np.testing.assert_array_equal(via.params, rossi_firth.params)
+    with pytest.raises(UsageError, match="Firth"):
+        via.with_vcov("hc0", rossi_nc)
+    with pytest.raises(UsageError, match="drop --vcov"):
+        fit_model("cox", rossi_nc, RHS, ModelOptions(time="week", event="arrest", firth=True, vcov="hc0"))
+    short = rossi_nc.assign(weeks=np.ceil(rossi_nc.week / 13.0), id=np.arange(len(rossi_nc)))
+    disc = fit_model("discrete", short, "finyes + age + prio",
+                     ModelOptions(time="weeks", event="arrest", id="id", width=1.0, firth=True))
+    ref = fit_discrete("finyes + age + prio", short, duration="weeks", event="arrest", id="id",
+                       width=1.0, firth=True)
+    np.testing.assert_array_equal(disc.params, ref.params)
+    prob = fit_model("firth", rossi_nc, "arrest ~ finyes + age", ModelOptions(link="probit"))
+    np.testing.assert_array_equal(prob.params, fit_firth("arrest ~ finyes + age", rossi_nc,
+                                                         link="probit").params)
+    with pytest.raises(UsageError, match="--firth is for --model cox and discrete"):
+        fit_model("logit", rossi_nc, "arrest ~ age", ModelOptions(firth=True))

@@ -36,10 +36,11 @@ class ModelOptions:
     information: str = "expected"
     conf_level: float = 0.95
     id: str | None = None  # discrete-time: subject id
-    link: str = "cloglog"  # discrete-time link
+    link: str | None = None  # discrete-time (default cloglog) or Firth (default logit) link
     period_terms: str = "dummies"  # discrete-time duration dependence
     cuts: tuple[float, ...] | None = None
     width: float | None = None
+    firth: bool = False  # bias-reduced Cox (penalised partial likelihood) / discrete-time hazard
     engine: str = "memory"  # memory | stream | spark (binary models; the same kernel)
     batch_rows: int | None = None  # stream: rows per batch (default from ``memory``)
     memory: str = "1GB"  # stream: memory budget for batch data
@@ -73,6 +74,9 @@ def fit_model(model: str, data: pd.DataFrame, formula: str, opts: ModelOptions) 
     check_choice(model, MODELS, "model")
     check_choice(opts.engine, ENGINES, "engine")
     vcov = opts.vcov or DEFAULT_VCOV.get(model, "classical")
+    if opts.firth and model not in ("cox", "discrete"):
+        raise UsageError(f"--firth is for --model cox and discrete (--model firth is the "
+                         f"bias-reduced binary model); got '{model}'")
     if opts.engine != "memory" and model not in ENGINE_MODELS:
         raise UsageError(f"engine '{opts.engine}' fits the models {', '.join(ENGINE_MODELS)}; got "
                          f"'{model}' (use engine 'memory' for it)")
@@ -89,17 +93,28 @@ def fit_model(model: str, data: pd.DataFrame, formula: str, opts: ModelOptions) 
     if model == "firth":
         from smesurvival.models.firth import fit_firth
 
-        if vcov != "classical":
-            raise UsageError("--model firth reports classical (inverse-information) SEs only; drop --vcov")
         if "~" not in formula:
             formula = f"{_need(opts.event, '--event or a formula y ~ ...', model)} ~ {formula}"
-        return fit_firth(formula, data, weights=opts.weights, conf_level=opts.conf_level)
+        link = opts.link or "logit"
+        check_choice(link, ("logit", "probit", "cloglog"), "link (firth)")
+        return fit_firth(formula, data, link=link, weights=opts.weights,  # type: ignore[arg-type]
+                         vcov=vcov, cluster=opts.cluster, conf_level=opts.conf_level)  # type: ignore[arg-type]
     rhs = formula.split("~", 1)[1].strip() if "~" in formula else formula
     if model == "cox":
         from smesurvival.models.cox import COX_VCOV, TIES, fit_cox
 
         check_choice(opts.ties, TIES, "ties")
         check_choice(vcov, COX_VCOV, "vcov (Cox)")
+        if opts.firth:
+            from smesurvival.models.firth_cox import fit_cox_firth
+
+            if vcov != "classical" or opts.cluster:
+                raise UsageError("--firth with --model cox reports the inverse penalised "
+                                 "information (as R's coxphf); drop --vcov/--cluster")
+            return fit_cox_firth(rhs, data, duration=_need(opts.time, "--time", model),
+                                 event=_need(opts.event, "--event", model), entry=opts.start,
+                                 strata=opts.strata, weights=opts.weights, ties=opts.ties,  # type: ignore[arg-type]
+                                 conf_level=opts.conf_level)
         return fit_cox(rhs, data, duration=_need(opts.time, "--time", model),
                        event=_need(opts.event, "--event", model), entry=opts.start,
                        strata=opts.strata, weights=opts.weights, ties=opts.ties,  # type: ignore[arg-type]
@@ -115,10 +130,11 @@ def fit_model(model: str, data: pd.DataFrame, formula: str, opts: ModelOptions) 
     from smesurvival.models import discrete as _d
     from smesurvival.models.discrete import fit_discrete
 
-    check_choice(opts.link, get_args(_d.DiscreteLink), "link")
+    link = opts.link or "cloglog"
+    check_choice(link, get_args(_d.DiscreteLink), "link")
     return fit_discrete(rhs, data, duration=_need(opts.time, "--time", model),
                         event=_need(opts.event, "--event", model), id=_need(opts.id, "--id", model),
-                        link=opts.link, time=opts.period_terms,  # type: ignore[arg-type]
+                        link=link, time=opts.period_terms,  # type: ignore[arg-type]
                         cuts=opts.cuts, width=opts.width, vcov=vcov,  # type: ignore[arg-type]
                         cluster=opts.cluster, information=opts.information,  # type: ignore[arg-type]
-                        conf_level=opts.conf_level)
+                        conf_level=opts.conf_level, firth=opts.firth)

@@ -268,6 +268,9 @@ class FitResult:
                 self.formula, data, model=self.model, vcov=vcov, cluster=cluster,  # type: ignore[arg-type]
                 conf_level=self.conf_level, information=self.information,  # type: ignore[arg-type]
             )
+        if self.model == "cox" and self.extra.get("firth"):
+            raise UsageError("with_vcov() is not available for a Firth (bias-reduced) Cox fit: "
+                             "its variance is the inverse penalised information")
         if self.model == "cox":
             from smesurvival.models.cox import fit_cox
 
