@@ -80,7 +80,7 @@ def test_fit_table_output(mroz_csv: Path, capsys) -> None:
 @pytest.mark.parametrize("argv,fragment", [
     (["--model", "tobit"], "model must be one of logit, probit, cloglog, firth, cox, discrete, finegray"),
     (["--model", "cox"], "--model cox needs --time"),
-    (["--model", "firth", "--vcov", "hc1"], "classical (inverse-information) SEs only"),
+    (["--model", "firth", "--vcov", "hc9"], "vcov must be one of"),
     (["--vcov", "hc9"], "vcov must be one of"),
     (["--formula", "lfp ~ nosuch"], "'nosuch'"),
     (["--formula", "lfp ~ __import__('os')"], "not allowed"),
