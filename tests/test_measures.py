@@ -243,3 +243,23 @@ def test_definitions_cover_every_column() -> None:
     mf = build()
     assert set(mf.frame.columns) <= set(mf.definitions)
     assert all(isinstance(v, str) and v for v in mf.definitions.values())
+
+
+def test_export_ratio_in_percent_is_divided_by_100() -> None:
+    df = five().drop(columns=["export_sales", "sales"])
+    df["export_ratio"] = [0.0, 30.0, 10.0, 90.0, 50.0]
+    mf = build(df)
+    close(col(mf, "export_ratio"), [0.0, 0.3, 0.9, 0.5])
+    assert "divided by 100" in mf.definitions["export_ratio"]
+
+
+def test_no_exit_in_the_window_stops_with_a_clear_message() -> None:
+    df = five()
+    df[["exit_year", "exit_month", "exit_type"]] = None
+    with pytest.raises(DataValidationError, match="no firm exited within the 5-year window"):
+        build(df)
+    df = five()
+    df["exit_year"] = [NAN, 2014, NAN, 2012, 2015]  # every exit after its window
+    df["last_year_observed"] = 2016
+    with pytest.raises(DataValidationError, match=r"3 firm\(s\) exit later, after the window"):
+        build(df)

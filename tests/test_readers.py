@@ -190,3 +190,117 @@ def test_sha256_is_streamed_correctly(tmp_path: Path) -> None:
     data = np.random.default_rng(0).bytes(3 * (1 << 20) + 17)
     path.write_bytes(data)
     assert file_sha256(path, chunk_size=1000) == hashlib.sha256(data).hexdigest()
+
+
+def test_encodings_are_detected(tmp_path: Path) -> None:
+    text = "firm_id;industry;region\n1;기계;서울\n2;전자;경상\n"
+    cases = {
+        "korean.csv": (text.encode("cp949"), "cp949"),
+        "bom.csv": (b"\xef\xbb\xbf" + text.encode("utf-8"), "utf-8-sig"),
+        "utf16.txt": (text.replace(";", "\t").encode("utf-16"), "utf-16"),
+        "french.csv": ("firm_id;industry\n1;Métal\n2;Ærø Électrique\n".encode("cp1252"), "cp1252"),
+    }
+    for name, (data, enc) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        loaded = read_data(path)
+        assert loaded.source.encoding == enc, name
+        assert list(loaded.frame.columns)[:2] == ["firm_id", "industry"], name
+        if enc != "cp1252":
+            assert loaded.frame["industry"].tolist() == ["기계", "전자"], name
+    assert read_data(tmp_path / "french.csv").frame["industry"].tolist() == ["Métal", "Ærø Électrique"]
+
+
+def test_explicit_encoding_and_its_scope(tmp_path: Path) -> None:
+    path = tmp_path / "korean.csv"
+    path.write_bytes("firm_id,industry\n1,기계\n".encode("euc-kr"))
+    assert read_data(path, encoding="euc-kr").frame["industry"].tolist() == ["기계"]
+    pq_path = tmp_path / "f.parquet"
+    pd.DataFrame({"a": [1]}).to_parquet(pq_path)
+    with pytest.raises(DataReadError, match="encoding= applies only to text files"):
+        read_data(pq_path, encoding="cp949")
+
+
+def test_binary_content_under_a_text_name(tmp_path: Path, firms: pd.DataFrame) -> None:
+    xlsx = tmp_path / "firms.xlsx"
+    firms.to_excel(xlsx, index=False)
+    fake = tmp_path / "firms.csv"
+    fake.write_bytes(xlsx.read_bytes())
+    with pytest.raises(DataReadError, match=r"as text \(CSV\): the file is a zip archive"):
+        read_data(fake)
+    text = tmp_path / "text.xlsx"
+    text.write_text("firm_id,employees\n1,2\n")
+    with pytest.raises(DataReadError, match="as EXCEL: the file is not a workbook"):
+        read_data(text)
+
+
+def test_rows_with_the_wrong_number_of_fields_are_located(tmp_path: Path) -> None:
+    path = tmp_path / "ragged.csv"
+    path.write_text("firm_id,industry,employees\n1,food,3\n2,food, drinks,4\n3,metal,5\n")
+    with pytest.raises(DataReadError, match=r"file line 3 has 4 field\(s\) but the header \(line 1\) has 3"):
+        read_data(path)
+    path.write_text("firm_id,industry,employees\n1;food;3\n")
+    with pytest.raises(DataReadError, match="mixes delimiters"):
+        read_data(path)
+
+
+def test_excel_header_must_be_one_row_of_names(tmp_path: Path, firms: pd.DataFrame) -> None:
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["Firm register 2003"])
+    ws.merge_cells("A1:D1")
+    ws.append(list(firms.columns))
+    for row in firms.itertuples(index=False):
+        ws.append(list(row))
+    path = tmp_path / "title.xlsx"
+    wb.save(path)
+    with pytest.raises(DataReadError, match=r"cell\(s\) B1, C1, D1 are empty.*Row 2 looks like the row of column names"):
+        read_data(path)
+
+
+def test_excel_columns_without_name_or_data_are_dropped(tmp_path: Path, firms: pd.DataFrame) -> None:
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append([*firms.columns, None])
+    for row in firms.itertuples(index=False):
+        ws.append([*row, None])
+    ws.cell(row=10, column=6, value=None)  # a formatted but empty cell far to the right
+    path = tmp_path / "wide.xlsx"
+    wb.save(path)
+    assert list(read_data(path).frame.columns) == list(firms.columns)
+
+
+def test_files_above_the_size_limit_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from smesurvival.data.readers import max_file_size
+    from smesurvival.errors import FileTooLargeError
+
+    path = tmp_path / "firms.csv"
+    path.write_text("firm_id,employees\n" + "".join(f"{i},{i % 50}\n" for i in range(3000)))
+    with pytest.raises(FileTooLargeError, match=r"the file is 2\d\.\d kB, above the 10\.0 kB"):
+        read_data(path, max_size=10_000)
+    monkeypatch.setenv("SMESURVIVAL_MAX_FILE_SIZE", "10kB")
+    assert max_file_size() == 10_000
+    with pytest.raises(FileTooLargeError, match="SMESURVIVAL_MAX_FILE_SIZE=1GB"):
+        read_data(path)
+    monkeypatch.setenv("SMESURVIVAL_MAX_FILE_SIZE", "none")
+    assert len(read_data(path).frame) == 3000
+    monkeypatch.setenv("SMESURVIVAL_MAX_FILE_SIZE", "lots")
+    with pytest.raises(DataReadError, match="is not a size"):
+        read_data(path)
+    monkeypatch.delenv("SMESURVIVAL_MAX_FILE_SIZE")
+    assert max_file_size() == 10**9
+
+
+def test_blank_file_and_legacy_excel(tmp_path: Path) -> None:
+    blank = tmp_path / "blank.csv"
+    blank.write_text("\n \n\n")
+    with pytest.raises(DataReadError, match=r"no data \(only blank lines\)"):
+        read_data(blank)
+    xls = tmp_path / "old.xls"
+    xls.write_bytes(bytes.fromhex("d0cf11e0a1b11ae1"))
+    with pytest.raises(DataReadError, match=r"'\.xls' \(the old Excel 97-2003 format"):
+        read_data(xls)

@@ -288,3 +288,64 @@ def test_large_frame_is_vectorised() -> None:
     issue = only(report, "employees must be a number")
     assert issue.rows == (n + 1,)
     assert report.error_rows.tolist() == [n - 1]
+
+
+@pytest.mark.parametrize(("values", "fragment"), [
+    (["1.234,5", "958,4"], "decimal comma"),
+    (["1,234.5", "12,345,678"], "thousands separators"),
+    (["25%", "3.5 %"], "% sign"),
+    (["12 persons", "KRW 400"], "units, currency or words"),
+    ([".", "n/a"], "missing-value codes"),
+    (["1994-03-15", "15/03/1994"], "dates; this column takes a number"),
+    (["abc", "?!x"], "Use plain numbers such as 1234.5"),
+])
+def test_non_numeric_values_are_diagnosed(values: list[str], fragment: str) -> None:
+    df = good()
+    df["sales"] = [values[0], values[1], "100", ""]
+    issue = only(validate_firms(df), "sales must be a number")
+    assert issue.rows == (2, 3) and fragment in issue.message
+
+
+def test_dates_in_a_year_column() -> None:
+    df = good()
+    df["founding_year"] = pd.to_datetime(["1990-01-01", "2000-05-01", "1985-03-03", "2003-01-01"])
+    issue = only(validate_firms(df), "founding_year must be a number")
+    assert issue.n_rows == 4 and "give the year alone" in issue.message
+
+
+def test_two_digit_and_future_years() -> None:
+    import datetime
+
+    df = good()
+    df["founding_year"] = [1990, 94, 1985, 2003]
+    df["exit_year"] = [np.nan, 2008, np.nan, datetime.date.today().year + 3]
+    df["last_year_observed"] = [2010, 2010, 2010, datetime.date.today().year + 5]
+    report = validate_firms(df)
+    assert only(report, "founding_year must be a four-digit year").rows == (3,)
+    assert only(report, "exit_year must not be in the future").rows == (5,)
+    assert only(report, "last_year_observed must not be in the future").rows == (5,)
+    assert not [i for i in report.issues if i.rule.startswith("firm age")]
+
+
+def test_export_ratio_in_percent_is_a_warning() -> None:
+    df = good().drop(columns=["export_sales"])
+    df["export_ratio"] = [12.5, 0.0, 40.0, 100.0]
+    report = validate_firms(df)
+    assert report.ok, report.summary()
+    issue = only(report, "export_ratio given in percent")
+    assert issue.severity == "warning" and "divided by 100" in issue.message
+    assert only(report, "export_ratio of exactly 1 is unusual").rows == (5,)
+    df["export_ratio"] = [0.5, 0.2, 35.0, 0.0]  # one typo among shares: not a percent column
+    assert only(validate_firms(df), "export_ratio must be between 0 and 1").rows == (4,)
+
+
+def test_sample_warnings() -> None:
+    report = validate_firms(good())
+    issue = only(report, "industry category with a single firm")
+    assert issue.rows == (4, 5) and "'machinery'" in issue.message and issue.severity == "warning"
+    df = good()
+    df[["exit_year", "exit_month", "exit_type"]] = None
+    assert only(validate_firms(df), "no firm has an exit year").severity == "warning"
+    df["exit_year"] = [2006, 2007, 2008, 2009]
+    df["exit_type"] = "failure"
+    assert only(validate_firms(df), "every firm has an exit year").severity == "warning"

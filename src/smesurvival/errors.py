@@ -19,6 +19,10 @@ class DataReadError(SmeSurvivalError):
     """A data source could not be read (missing file, unknown format, bad SQL)."""
 
 
+class FileTooLargeError(DataReadError):
+    """A file is larger than the in-memory readers accept (``SMESURVIVAL_MAX_FILE_SIZE``)."""
+
+
 class DataValidationError(SmeSurvivalError):
     """The data break one or more validation rules; ``report`` holds every violation."""
 

@@ -13,6 +13,7 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
+from smesurvival.data.diagnose import in_percent
 from smesurvival.data.flow import SampleFlow
 from smesurvival.data.schema import ColumnMap, canonical_exit_types, line_numbers
 from smesurvival.data.validate import coerce_flags, coerce_numeric, validate_firms
@@ -133,6 +134,9 @@ def build_measures(
         else:
             ratio = v("export_ratio")
             defs["export_ratio"] = f"export share of sales (column {cm.export_ratio!r})"
+            if in_percent(ratio):  # validation warned about it: "export_ratio given in percent"
+                ratio = ratio / 100.0
+                defs["export_ratio"] += ", given in percent (0-100) and divided by 100"
         out["export_ratio"] = ratio
         out["exporter"] = np.where(np.isnan(ratio), np.nan, (ratio > 0).astype(float))
         defs["exporter"] = "1 if the firm exports (export ratio > 0), else 0"
@@ -167,9 +171,26 @@ def build_measures(
     keep = np.ones(len(df), dtype=bool)
     if cm.exit_year:
         keep, flow = _outcome(df, cm, v, sy, opts.window_years, out, defs, flow)
+        _require_exits(np.asarray(out["exited"])[keep], v("exit_year")[keep], sy[keep],
+                       opts.window_years, cm.exit_year)
     frame = pd.DataFrame(out)
     frame = frame.loc[keep].reset_index(drop=True)
     return MeasureFrame(frame, flow, defs)
+
+
+def _require_exits(exited: np.ndarray, ey: np.ndarray, sy: np.ndarray, window: int,
+                   column: str) -> None:
+    """Stop when no kept firm exits within the window: no survival model can be estimated."""
+    if exited.size == 0 or exited.any():
+        return
+    later = int(np.sum(ey > sy + window))
+    after = (f" {later} firm(s) exit later, after the window;" if later else "")
+    raise DataValidationError(
+        f"no firm exited within the {window}-year window after the survey year: all "
+        f"{exited.size} firms in the sample survived, so survival does not vary and no survival "
+        f"model can be estimated.{after} Check the exit-year column {column!r} (is it empty, or "
+        "the wrong column?), or lengthen the window (window_years in the spec's [outcome])."
+    )
 
 
 def _labels(s: pd.Series) -> pd.Categorical:

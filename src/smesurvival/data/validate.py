@@ -6,6 +6,7 @@ Missing values are not errors here; the sample flow accounts for them later.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -13,6 +14,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from smesurvival.data.diagnose import PERCENT_NOTE, describe_non_numeric, in_percent
 from smesurvival.data.flow import SampleFlow
 from smesurvival.data.schema import (
     EXIT_TYPE_ALIASES,
@@ -38,6 +40,8 @@ Severity = Literal["error", "warning"]
 _SHOWN = 10  # file lines shown per issue
 _YES = {"yes": 1.0, "y": 1.0, "true": 1.0, "no": 0.0, "n": 0.0, "false": 0.0}
 SME_BAND = (5, 299)
+_YEAR_ROLES = ("survey_year", "founding_year", "exit_year", "last_year_observed")
+_CATEGORY_ROLES = ("industry", "region")
 
 
 @dataclass(frozen=True)
@@ -200,11 +204,11 @@ def coerce_numeric(
         s = df[col]
         vals, bad = _to_float(s)
         if bad.any():
-            shown = _quote_values(s.to_numpy()[bad][:200])
+            sample = s.to_numpy()[bad][:200]
             issues.add(
                 bad, f"{role} must be a number", col, "error",
-                f"Non-numeric value(s): {shown}. Use plain numbers such as 1234.5 (no thousands "
-                "separators, units or text); leave a missing value empty.",
+                f"Non-numeric value(s): {_quote_values(sample)}. "
+                + describe_non_numeric(sample, year=role in _YEAR_ROLES),
             )
         inf = np.isinf(vals)
         if inf.any():
@@ -260,6 +264,7 @@ def validate_firms(
     _value_rules(df, cm, num, found)
     _exit_rules(df, cm, num, found)
     _warning_rules(cm, num, found)
+    _sample_warnings(df, cm, num, found)
     issues = (*col_issues.items, *num_issues, *found.items)
     ordered = tuple(i for i in issues if i.severity == "error") + tuple(
         i for i in issues if i.severity == "warning"
@@ -315,11 +320,25 @@ def _value_rules(df: pd.DataFrame, cm: ColumnMap, num: pd.DataFrame, out: _Issue
         name = cm.get(role)
         return num[name].to_numpy() if isinstance(name, str) else None
 
-    for role in ("survey_year", "founding_year", "exit_year", "last_year_observed"):
+    this_year = dt.date.today().year
+    for role in _YEAR_ROLES:
         v = col(role)
-        if v is not None:
-            out.add(np.isfinite(v) & (v != np.round(v)), f"{role} must be a whole number (a year)",
-                    _name(cm, role), "error")
+        if v is None:
+            continue
+        name = _name(cm, role)
+        out.add(np.isfinite(v) & (v != np.round(v)), f"{role} must be a whole number (a year)",
+                name, "error")
+        short = np.isfinite(v) & (v < 1000)
+        if short.any():
+            out.add(short, f"{role} must be a four-digit year", name, "error",
+                    f"Value(s) such as {_quote_values(_ints(np.unique(v[short])[:50]))} are not calendar years; "
+                    "two-digit years (94) are ambiguous: write the full year (1994).")
+        future = v > this_year
+        if future.any():
+            out.add(future, f"{role} must not be in the future", name, "error",
+                    f"Year(s) after {this_year}: {_quote_values(_ints(np.unique(v[future])[:50]))}. Survey, "
+                    "founding, exit and observation years cannot lie in the future: check for "
+                    "typos.")
     for role in ("employees", "sales", "export_sales", "rd_employees", "rd_expenditure"):
         v = col(role)
         if v is not None:
@@ -339,9 +358,14 @@ def _value_rules(df: pd.DataFrame, cm: ColumnMap, num: pd.DataFrame, out: _Issue
         out.add(exp > sales, "export_sales must not exceed sales", cm.export_sales, "error",
                 f"Export sales are larger than total sales (column {cm.sales!r}).")
     ratio = col("export_ratio")
-    if ratio is not None:
+    if ratio is not None and in_percent(ratio):
+        out.column_issue("export_ratio given in percent", cm.export_ratio, "warning",
+                         f"Column {cm.export_ratio!r} {PERCENT_NOTE}")
+    elif ratio is not None:
         out.add((ratio < 0) | (ratio > 1), "export_ratio must be between 0 and 1", cm.export_ratio,
-                "error", "Give the export share as a fraction (0.25 for 25%).")
+                "error", "Give the export share as a fraction (0.25 for 25%). A column in percent "
+                "(0-100) is recognised and converted only when most positive values exceed 1 "
+                "and none exceeds 100.")
     rde, emp = col("rd_employees"), col("employees")
     if rde is not None and emp is not None:
         out.add(rde > emp, "rd_employees must not exceed employees", cm.rd_employees, "error",
@@ -417,7 +441,8 @@ def _warning_rules(cm: ColumnMap, num: pd.DataFrame, out: _Issues) -> None:
                 "SME definition; check the values or filter the data.")
     sy, fy = col("survey_year"), col("founding_year")
     if sy is not None and fy is not None:
-        out.add(sy - fy > 100, "firm age should not exceed 100 years", cm.founding_year, "warning",
+        out.add((sy - fy > 100) & (fy >= 1000), "firm age should not exceed 100 years",
+                cm.founding_year, "warning",
                 f"Firm age = {cm.survey_year} - {cm.founding_year} is above 100 years.")
     spend = col("rd_expenditure")
     if spend is not None and emp is not None:
@@ -436,12 +461,49 @@ def _warning_rules(cm: ColumnMap, num: pd.DataFrame, out: _Issues) -> None:
         out.add((exp == sales) & (sales > 0), "export_ratio of exactly 1 is unusual",
                 cm.export_sales, "warning", "Export sales equal total sales (all sales exported).")
     elif ratio is not None:
-        out.add(ratio == 1, "export_ratio of exactly 1 is unusual", cm.export_ratio, "warning",
+        full = 100.0 if in_percent(ratio) else 1.0
+        out.add(ratio == full, "export_ratio of exactly 1 is unusual", cm.export_ratio, "warning",
                 "All sales exported.")
     ey = col("exit_year")
     if ey is not None and sy is not None:
         out.add(ey == sy, "exit in the survey year itself", cm.exit_year, "warning",
                 "The firm exited in the year it was surveyed; its time to exit is set to 0.")
+
+
+def _sample_warnings(df: pd.DataFrame, cm: ColumnMap, num: pd.DataFrame, out: _Issues) -> None:
+    """Warnings about the data set as a whole: categories of one firm, no exits, all exits."""
+    for role in _CATEGORY_ROLES:
+        name = _name(cm, role)
+        if name is None:
+            continue
+        text = df[name].astype("string").str.strip()
+        text = text.mask(text == "")
+        counts = text.value_counts()
+        singles = counts.index[counts.to_numpy() == 1]
+        if len(singles) and len(counts) > 1:
+            out.add(text.isin(singles).fillna(False).to_numpy(dtype=bool),
+                    f"{role} category with a single firm", name, "warning",
+                    f"Categories with one firm: {_quote_values(singles[:50])}. As a factor "
+                    f"(C({name})) such a category's dummy fits that firm's outcome exactly "
+                    "(quasi-complete separation), so the model cannot be estimated: merge it into "
+                    "a related category, or drop the firm.")
+    if cm.exit_year is None or len(df) < 2:
+        return
+    ey = num[cm.exit_year].to_numpy()
+    if np.isnan(ey).all():
+        out.column_issue("no firm has an exit year", cm.exit_year, "warning",
+                         f"Column {cm.exit_year!r} is empty in every row: every firm survives, and "
+                         "a survival model needs exits. Is it the right column?")
+    elif not np.isnan(ey).any():
+        out.column_issue("every firm has an exit year", cm.exit_year, "warning",
+                         f"Column {cm.exit_year!r} is filled in every row: no firm survives to the "
+                         "end of its follow-up, so a binary survival outcome may not vary within "
+                         "the window.")
+
+
+def _ints(v: np.ndarray) -> list[str]:
+    """Whole numbers as text without '.0'."""
+    return [str(int(x)) if float(x).is_integer() else str(x) for x in v]
 
 
 def exclude_invalid(
