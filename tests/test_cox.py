@@ -181,3 +181,16 @@ def test_identifiability_is_checked_on_the_null_information(firms) -> None:
         fit_cox("x1 + k", firms.assign(k=4.0), duration="time", event="event")
     with pytest.raises(RankDeficientError, match="'k' = \\+2\\*'x1'"):
         fit_cox("x1 + k", firms.assign(k=2 * firms.x1 + 3), duration="time", event="event")
+
+
+def test_monotone_likelihood_is_named(firms) -> None:
+    """A level with no events: Newton 'converges' at a huge coefficient; that is an error
+    naming the term (R's coxph only warns), and the Firth fit is finite."""
+    from smesurvival.errors import ConvergenceError
+    from smesurvival.models.firth_cox import fit_cox_firth
+
+    d = firms.assign(rare=(np.arange(len(firms)) % 9 == 0).astype(float))
+    d.loc[d.rare == 1, "event"] = 0  # no event among the 'rare' rows
+    with pytest.raises(ConvergenceError, match="monotone likelihood: the Cox estimate of 'rare'"):
+        fit_cox("x1 + rare", d, duration="time", event="event")
+    assert np.isfinite(fit_cox_firth("x1 + rare", d, duration="time", event="event").params).all()

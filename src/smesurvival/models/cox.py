@@ -107,6 +107,7 @@ def fit_cox(
     col_sums = (w @ X) if w is not None else X.sum(axis=0)
     rs, s0, final = est.risk_sets, est.null, est.final
     if not est.converged or not np.all(np.isfinite(est.params)):
+        check_monotone(est.params, None, s0.info, rs.w_death.sum(), terms)
         raise ConvergenceError(
             f"the Cox fit did not converge in {est.iterations} iterations (last step "
             f"{est.max_abs_step:.3g}); a covariate may perfectly predict the event order "
@@ -114,6 +115,7 @@ def fit_cox(
         )
     bread = np.linalg.inv(est.info)
     bread = (bread + bread.T) / 2.0
+    check_monotone(est.params, bread, s0.info, rs.w_death.sum(), terms)
     V = bread
     cl = data[cluster].to_numpy()[rows] if cluster else None
     n_clusters = None
@@ -319,6 +321,29 @@ def _check_within_strata(X: np.ndarray, terms: tuple[str, ...], strata: np.ndarr
         )
     check_rank_gram(gram, terms)
     return sums.sum(axis=0)
+
+
+_INFINITE_SD_EFFECT = 15.0  # a hazard ratio of e^15 per SD of a covariate: no finite estimate
+
+
+def check_monotone(params: np.ndarray, bread: np.ndarray | None, info0: np.ndarray,
+                   deaths: float, terms: tuple[str, ...]) -> None:
+    """Monotone likelihood: Newton can stop at a huge coefficient (the likelihood keeps rising
+    ever more slowly towards infinity, e.g. no exits in one industry) with a near-singular or
+    indefinite information. A term whose variance is not positive, or whose effect per standard
+    deviation among the firms at risk (from the information at beta = 0) exceeds e^15, has no
+    finite estimate: say which, and point to the bias-reduced fit."""
+    var = np.diag(bread) if bread is not None else np.ones(len(terms))
+    sd = np.sqrt(np.maximum(np.diag(info0), 0.0) / max(deaths, 1.0))
+    bad = [t for t, b, v, s in zip(terms, params, var, sd, strict=True)
+           if not (np.isfinite(v) and v > 0) or not abs(b) * s <= _INFINITE_SD_EFFECT]
+    if bad:
+        raise ConvergenceError(
+            f"monotone likelihood: the Cox estimate of {', '.join(repr(t) for t in bad)} is "
+            "infinite (a level or range of the covariate in which no firm, or every firm at risk, "
+            "exits); use the bias-reduced fit (fit_cox_firth, --firth), merge sparse levels or "
+            "drop the term"
+        )
 
 
 def check_null_information(info: np.ndarray, Xd: np.ndarray, w_death: np.ndarray,

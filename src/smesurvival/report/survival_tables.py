@@ -459,7 +459,7 @@ def cause_specific_table(
     if groups:
         notes.append(f"{', '.join(groups)}: estimated but not shown.")
     for c in fits:
-        if c.fit is None:
+        if c.fit is None or c.note:  # not estimable, or estimated another way (e.g. Firth)
             notes.append(f"{exit_name(c.exit_type)}: "
                          f"{c.note or 'the model could not be estimated'}.".replace("..", "."))
     return Table(

@@ -15,7 +15,7 @@ import pandas as pd
 from scipy import stats
 
 from smesurvival.data.flow import SampleFlow
-from smesurvival.errors import DataValidationError, EstimationError
+from smesurvival.errors import ConvergenceError, DataValidationError, EstimationError
 from smesurvival.models.dispatch import ModelOptions, fit_model
 from smesurvival.models.result import FitResult
 from smesurvival.study.result import (
@@ -106,10 +106,27 @@ def cause_specific(spec: StudySpec, data: pd.DataFrame) -> tuple[CauseSpecificFi
     for exit_type in spec.cause_specific:
         d = data.assign(_cause=((data["event"] > 0) & (data["exit_type"] == exit_type)).astype(float))
         n = int(d["_cause"].sum())
+        opts = options_for(spec, "cox", event="_cause")
         try:
-            f = fit_model("cox", d, rhs, options_for(spec, "cox", event="_cause"))
+            f = fit_model("cox", d, rhs, opts)
             out.append(CauseSpecificFit(exit_type, step.name, f, n))
-        except (EstimationError, DataValidationError) as e:  # e.g. no such exits in an industry
+        except ConvergenceError as e:
+            if "monotone likelihood" not in str(e):
+                out.append(CauseSpecificFit(exit_type, step.name, None, n,
+                                            f"not estimable with {n} exits of this type: {e}"))
+                continue
+            # no finite ML estimate (e.g. no such exits in an industry): Firth's is finite
+            try:
+                f = fit_model("cox", d, rhs, replace(opts, firth=True, vcov="classical"))
+            except (EstimationError, DataValidationError) as e2:
+                out.append(CauseSpecificFit(exit_type, step.name, None, n,
+                                            f"not estimable with {n} exits of this type: {e2}"))
+                continue
+            out.append(CauseSpecificFit(
+                exit_type, step.name, f, n,
+                f"maximum likelihood has no finite estimate ({e}); Firth's bias-reduced "
+                "(penalised partial likelihood) estimates are shown"))
+        except (EstimationError, DataValidationError) as e:  # e.g. a covariate without variation
             out.append(CauseSpecificFit(exit_type, step.name, None, n,
                                         f"not estimable with {n} exits of this type: {e}"))
     return tuple(out)
