@@ -99,7 +99,7 @@ def test_figures_in_print_formats(report) -> None:
     from PIL import Image
 
     pngs = [p for p in report.figures if p.suffix == ".png"]
-    assert pngs and all(p.with_suffix(".pdf").is_file() for p in pngs)
+    assert pngs and all(p.with_suffix(".svg").is_file() for p in pngs)
     with Image.open(pngs[0]) as im:
         assert round(im.info["dpi"][0]) == 300
 

@@ -532,8 +532,8 @@ def check_formats(formats: Iterable[str]) -> tuple[str, ...]:
 
 def write_report(result: StudyResult, out_dir: Path | str,
                  formats: Iterable[str] = REPORT_FORMATS) -> ReportFiles:
-    """Write ``report.md``, ``report.html``, ``results.json``, ``figures/`` (PNG 300 dpi, SVG,
-    PDF) and, with ``formats`` holding "latex" / "docx", ``tables.tex`` / ``tables.docx`` (every
+    """Write ``report.md``, ``report.html``, ``results.json``, ``figures/`` (PNG 300 dpi and
+    SVG) and, with ``formats`` holding "latex" / "docx", ``tables.tex`` / ``tables.docx`` (every
     table in the journal layout; the .tex also places the figures) to ``out_dir``.
 
     All or nothing: on any error the temporary folder is removed and ``out_dir`` is left as it
@@ -577,8 +577,8 @@ def _publication_tables(result: StudyResult, figs: list[_Figure], folder: Path,
     if "latex" in formats:
         from smesurvival.report.latex import latex_document
 
-        pdfs = [(f"figures/{f.stem}.pdf", f.caption) for f in figs]
-        (folder / "tables.tex").write_text(latex_document(tables, title, banner, pdfs),
+        pngs = [(f"figures/{f.stem}.png", f.caption) for f in figs]
+        (folder / "tables.tex").write_text(latex_document(tables, title, banner, pngs),
                                            encoding="utf-8")
     if "docx" in formats:
         from smesurvival.report.docx import write_docx

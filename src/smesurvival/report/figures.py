@@ -203,12 +203,11 @@ def incidence_figure(
 
 
 def save(fig: Figure, directory: Path | str, stem: str) -> tuple[Path, Path]:
-    """Write ``stem.png`` (300 dpi), ``stem.svg`` and ``stem.pdf`` (vector, for LaTeX) into
-    ``directory``; return the PNG and SVG paths (the PDF sits beside them)."""
+    """Write ``stem.png`` (300 dpi, print quality; LaTeX includes it) and ``stem.svg`` (vector)
+    into ``directory``; return both paths."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     png, svg = d / f"{stem}.png", d / f"{stem}.svg"
     fig.savefig(png, dpi=300, format="png", metadata={"Software": "smesurvival"})
     fig.savefig(svg, format="svg", metadata={"Date": None})
-    fig.savefig(d / f"{stem}.pdf", format="pdf", metadata={"CreationDate": None, "ModDate": None})
     return png, svg

@@ -128,7 +128,7 @@ PREAMBLE = r"""\documentclass[11pt]{article}
 def latex_document(tables: Iterable[tuple[str, Table]], title: str, preface: str = "",
                    figures: Iterable[tuple[str, str]] = ()) -> str:
     """A standalone article holding every table (one float each, labelled ``tab:<key>``) and
-    the ``figures`` given as (PDF path relative to the .tex file, caption); ``preface`` (plain
+    the ``figures`` given as (image path relative to the .tex file, caption); ``preface`` (plain
     text, escaped) goes under the title, e.g. the synthetic-data banner."""
     parts = [PREAMBLE, r"\begin{document}", f"\\section*{{{escape(title)}}}"]
     if preface:
