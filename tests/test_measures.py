@@ -263,3 +263,16 @@ def test_no_exit_in_the_window_stops_with_a_clear_message() -> None:
     df["last_year_observed"] = 2016
     with pytest.raises(DataValidationError, match=r"3 firm\(s\) exit later, after the window"):
         build(df)
+
+
+def test_unmapped_export_ratio_is_computed_from_sales() -> None:
+    """[columns] export_ratio = "" (unmapped) means: compute export sales / sales."""
+    from smesurvival.data import ColumnMap, MeasureOptions, build_measures
+    from smesurvival.data.synthetic import simulate_cohort
+
+    firms = simulate_cohort(200, 3).frame
+    cm = ColumnMap.from_dict({"export_ratio": ""})
+    got = build_measures(firms, cm, MeasureOptions()).frame["export_ratio"].to_numpy()
+    want = build_measures(firms, ColumnMap.default(), MeasureOptions()).frame["export_ratio"].to_numpy()
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, want)

@@ -128,7 +128,10 @@ def build_measures(
 
     emp, sales = v("employees"), v("sales")
     with np.errstate(divide="ignore", invalid="ignore"):
-        if cm.export_sales and cm.sales and "export_ratio" not in columns.explicit:
+        # export sales / sales unless the user mapped an export-ratio column (unmapping it,
+        # export_ratio = "", leaves it None: then the ratio is computed)
+        if cm.export_sales and cm.sales and (cm.export_ratio is None
+                                             or "export_ratio" not in columns.explicit):
             ratio = np.where(sales > 0, v("export_sales") / sales, np.nan)
             defs["export_ratio"] = "export sales / total sales (missing when sales are 0)"
         else:
