@@ -14,9 +14,26 @@ demo: $(BIN)/python
 	$(BIN)/python -m pip install -e . >/dev/null
 	$(BIN)/smesurvival demo --out smesurvival-report
 
-# Installs the test extras (no system packages are needed yet) and runs lint, types and tests.
+# Installs the test, Spark and web extras and the system packages the tests drive: Java (the
+# Spark engine), Debian's Chromium (the browser tests; never a browser download) and pdflatex
+# with booktabs (the LaTeX tables are compiled). Each is installed with apt-get only when missing.
+SYSTEM_PACKAGES = java:default-jre-headless chromium:chromium pdflatex:texlive-latex-base \
+	pdflatex:texlive-latex-recommended
+
 test: $(BIN)/python
-	$(BIN)/python -m pip install -e '.[test]' >/dev/null
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+	  cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    echo "test: installing$$missing"; \
+	    (apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y \
+	      --no-install-recommends $$missing >/dev/null) \
+	      || { echo "test: apt-get could not install$$missing"; exit 1; }; \
+	  else echo "test: apt-get is unavailable; these are needed:$$missing"; exit 1; fi; \
+	fi
+	$(BIN)/python -m pip install -e '.[test,spark,web]' >/dev/null
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest

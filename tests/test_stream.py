@@ -332,7 +332,7 @@ def test_cli_stream_refuses_other_models(files: dict[str, Path],
                         "--time", "year", "--event", "exited", "--engine", "stream"], capsys)
     assert code == 2
     assert "logit, probit or cloglog" in err and "Traceback" not in err
-    code, _, err = run(["fit", str(files["parquet"]), "--formula", FORMULA, "--engine", "spark"],
+    code, _, err = run(["fit", str(files["parquet"]), "--formula", FORMULA, "--engine", "gpu"],
                        capsys)
     assert code == 2 and "--engine" in err
 

@@ -88,9 +88,11 @@ def fit(
     weights_kind: Annotated[str, typer.Option(help="frequency or survey")] = "frequency",
     information: Annotated[str, typer.Option(help="expected (as R's glm) or observed (as Stata)")] = "expected",
     conf_level: Annotated[float, typer.Option(help="confidence level")] = 0.95,
-    engine: Annotated[str, typer.Option(help="memory (read the whole file) or stream (Arrow batches in bounded memory; logit, probit, cloglog; Parquet, CSV, DuckDB)")] = "memory",
-    batch_rows: Annotated[int | None, typer.Option(help="rows per batch (--engine stream); default from --memory")] = None,
-    memory: Annotated[str, typer.Option(help="memory budget for batch data (--engine stream), e.g. 512MB, 1GB")] = "1GB",
+    engine: Annotated[str, typer.Option(help="memory (read the whole file), stream (Arrow batches in bounded memory; logit, probit, cloglog; Parquet, CSV, DuckDB) or spark (the kernel per Spark partition; logit, probit, cloglog, discrete; Parquet, CSV; pip install 'smesurvival[spark]')")] = "memory",
+    batch_rows: Annotated[int | None, typer.Option(help="rows per batch (--engine stream|spark); default from --memory")] = None,
+    memory: Annotated[str, typer.Option(help="memory budget for batch data (--engine stream; spark: per Python worker), e.g. 512MB, 1GB")] = "1GB",
+    spark_master: Annotated[str, typer.Option(help="Spark master (--engine spark): local[2], spark://host:7077, yarn, ...")] = "local[2]",
+    partitions: Annotated[int | None, typer.Option(help="repartition the data into this many Spark partitions (--engine spark)")] = None,
     json_out: Annotated[str | None, typer.Option("--json", help="write the JSON result to PATH, or - for stdout")] = None,
 ) -> None:
     """Fit one model and print its table (or the JSON contract of DESIGN.md with --json).
@@ -102,11 +104,16 @@ def fit(
     from smesurvival.data.readers import read_data
     from smesurvival.models.dispatch import ModelOptions, fit_model
 
-    if engine not in ("memory", "stream"):
-        raise UsageError(f"--engine must be 'memory' or 'stream'; got '{engine}'")
+    if engine not in ("memory", "stream", "spark"):
+        raise UsageError(f"--engine must be 'memory', 'stream' or 'spark'; got '{engine}'")
     if engine == "stream" and model not in ("logit", "probit", "cloglog"):
         raise UsageError(
             f"--engine stream fits --model logit, probit or cloglog; got '{model}' (use "
+            "--engine memory for it)"
+        )
+    if engine == "spark" and model not in ("logit", "probit", "cloglog", "discrete"):
+        raise UsageError(
+            f"--engine spark fits --model logit, probit, cloglog or discrete; got '{model}' (use "
             "--engine memory for it)"
         )
     try:
@@ -132,6 +139,9 @@ def fit(
             information=information, conf_level=conf_level,  # type: ignore[arg-type]
             batch_rows=batch_rows, memory=memory,
         )
+    elif engine == "spark":
+        res = _fit_spark(data, model, formula, opts, batch_rows=batch_rows, memory=memory,
+                         master=spark_master, partitions=partitions)
     else:
         res = fit_model(model, read_data(data).frame, formula, opts)
     d = res.to_dict()
@@ -146,6 +156,36 @@ def fit(
         _emit_json(payload, json_out)
         return
     _print_fit(res)
+
+
+def _fit_spark(data: str, model: str, formula: str, opts: Any, *, batch_rows: int | None,
+               memory: str, master: str, partitions: int | None) -> Any:
+    """``fit --engine spark``: the binary models and the discrete-time hazard on Spark."""
+    from smesurvival.models.dispatch import DEFAULT_VCOV
+    from smesurvival.scale.spark import fit_spark
+    from smesurvival.scale.spark_discrete import fit_spark_discrete
+
+    vcov = opts.vcov or DEFAULT_VCOV.get(model, "classical")
+    common: dict[str, Any] = {
+        "batch_rows": batch_rows, "memory": memory, "master": master, "partitions": partitions,
+        "information": opts.information, "conf_level": opts.conf_level,
+    }
+    if model == "discrete":
+        for flag, value in (("--time", opts.time), ("--event", opts.event), ("--id", opts.id)):
+            if value is None:
+                raise UsageError(f"--model discrete needs {flag}")
+        rhs = formula.split("~", 1)[1].strip() if "~" in formula else formula
+        return fit_spark_discrete(
+            rhs, data, duration=opts.time, event=opts.event, id=opts.id, link=opts.link,
+            time=opts.period_terms, cuts=opts.cuts, width=opts.width,
+            vcov=vcov, cluster=opts.cluster, **common)  # type: ignore[arg-type]
+    if "~" not in formula:
+        if opts.event is None:
+            raise UsageError(f"--model {model} needs --event (the outcome column) or a formula y ~ ...")
+        formula = f"{opts.event} ~ {formula}"
+    return fit_spark(formula, data, model=model, vcov=vcov,  # type: ignore[arg-type]
+                     cluster=opts.cluster, weights=opts.weights,
+                     weights_kind=opts.weights_kind, **common)
 
 
 def _print_fit(res: Any) -> None:
@@ -537,7 +577,9 @@ def main() -> None:
     try:
         app()  # standalone: usage errors exit 2, typer.Exit(n) exits n
     except SmeSurvivalError as e:
-        err.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+        from rich.markup import escape
+
+        err.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
         sys.exit(2)
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import ast
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,7 +69,7 @@ from smesurvival.models.fit import (
     diagnostics_from_cov,
     separation_message,
 )
-from smesurvival.models.glm import newton_glm, start_values
+from smesurvival.models.glm import GLMEstimate, newton_glm, start_values
 from smesurvival.models.kernels import GLMSums, Information, glm_partial_sums
 from smesurvival.models.result import Diagnostics, FitResult
 from smesurvival.scale.sources import BatchSource, CsvSource, open_source
@@ -133,6 +133,16 @@ class _Moments:
         self.m2 += m2b + d * d * self.n * nb / n
         self.n = n
 
+    def merge(self, other: _Moments) -> None:
+        """Add another part's moments (the same update, with the part's own mean and m2)."""
+        if other.n == 0:
+            return
+        n = self.n + other.n
+        d = other.mean - self.mean
+        self.mean += d * other.n / n
+        self.m2 += other.m2 + d * d * self.n * other.n / n
+        self.n = n
+
 
 class _Distinct:
     """Sorted distinct values of a stream of arrays (merged lazily; memory ~ distinct count)."""
@@ -183,6 +193,38 @@ class _Scan:
     clusters: _Distinct = field(default_factory=_Distinct)
     cluster_runs: int = 0
     last_cluster: Any = None
+
+    def merge(self, other: _Scan) -> None:
+        """Add the scan of a later part of the data (e.g. a Spark partition; its cluster labels
+        and runs are not merged: engines that merge parts count clusters themselves)."""
+        self.n_read += other.n_read
+        self.n_used += other.n_used
+        for col, n in other.missing.items():
+            self.missing[col] = self.missing.get(col, 0) + n
+        for col, levels in other.levels.items():
+            self.levels.setdefault(col, set()).update(levels)
+        if self.first_row is None:
+            self.first_row = other.first_row
+        self.y_numeric = self.y_numeric and other.y_numeric
+        self.bad_y_rows += other.bad_y_rows
+        self.bad_y_values = sorted(set(self.bad_y_values) | set(other.bad_y_values))[:5]
+        self.sum_w += other.sum_w
+        self.sum_wy += other.sum_wy
+        self.w_numeric = self.w_numeric and other.w_numeric
+        self.w_bad = self.w_bad or other.w_bad
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What the formula and options ask of the data, settled before any row is read."""
+
+    parsed: Any  # smesurvival.models.design.ParsedFormula
+    outcome: str
+    variables: tuple[str, ...]  # model variables, then weights and cluster (drop order)
+    needed: list[str]  # the distinct columns to read
+    rhs_formula: Formula
+    stateful: dict[str, _StatefulTerm]
+    c_columns: set[str]
 
 
 # --------------------------------------------------------------------------- the engine
@@ -254,62 +296,28 @@ def _fit(
     weights: str | None, weights_kind: str, information: Information, conf_level: float,
     batch_rows: int | None, budget: int, tol: float, max_iter: int, separation_rows: int,
 ) -> FitResult:
-    columns = list(src.columns)
-    for role, col in (("cluster", cluster), ("weights", weights)):
-        if col is not None and col not in columns:
-            raise UsageError(f"{role} column '{col}' is not in the data")
-    if vcov == "cluster" and cluster is None:
-        raise UsageError("vcov 'cluster' needs a cluster column (cluster=... / --cluster COLUMN)")
-    parsed = parse_formula(formula, columns)
-    if parsed.outcome is None:
-        raise FormulaError(f"formula '{formula}' has no outcome: write 'outcome ~ terms'")
-    if vcov == "classical" and weights is not None:  # the in-memory engine's survey-weights rule
-        sandwich_vcov(np.eye(1), np.empty((0, 0)), "classical", weights=np.ones(1),
-                      weights_kind=weights_kind)  # type: ignore[arg-type]
-    outcome = parsed.outcome
-    extra = tuple(c for c in (weights, cluster) if c is not None)
-    variables = parsed.variables + extra
-    needed = list(dict.fromkeys(variables))
+    plan = _plan(list(src.columns), formula, vcov, cluster, weights, weights_kind)
+    outcome, variables, needed = plan.outcome, plan.variables, plan.needed
     if isinstance(src, CsvSource):
         src.settle_types(needed)
-    rhs_formula = Formula(parsed.rhs)
-    stateful, c_columns = _stateful_terms(rhs_formula)
 
     # ---- pass 1: flow, levels, transform state, checks ------------------------------------
     rows1 = batch_rows or rows_for_memory(budget, len(needed) + 1, len(needed))
     scan = _Scan(missing=dict.fromkeys(variables, 0))
     for df in src.frames(needed, rows1):
-        _scan_batch(df, scan, variables, parsed.variables, outcome, weights, cluster,
-                    stateful, c_columns, formula)
+        _scan_batch(df, scan, variables, plan.parsed.variables, outcome, weights, cluster,
+                    plan.stateful, plan.c_columns, formula)
     dtypes = src.freeze()
     if cluster is not None:
         scan.clusters.merge()
-    if scan.n_used == 0:
-        raise FormulaError("no rows are left after dropping rows with missing values")
-    flow = SampleFlow(scan.n_read)
-    for col in variables:
-        if scan.missing.get(col):
-            flow = flow.drop(f"missing value in column '{col}'", scan.missing[col], "missing", col)
-            scan.missing[col] = 0  # a column listed twice is charged once
-    spec, terms = _build_spec(parsed.rhs, rhs_formula, scan, dtypes, stateful, formula)
-    if not scan.y_numeric:
-        raise FormulaError(f"outcome column '{outcome}' must be numeric (0/1 for binary models)")
-    if scan.bad_y_rows:
-        vals = ", ".join(map(repr, scan.bad_y_values[:5]))
-        raise FormulaError(
-            f"outcome column '{outcome}' must be 0/1 for a {model} model; found {vals} "
-            f"in {scan.bad_y_rows} row(s)"
-        )
-    if not scan.w_numeric:
-        raise UsageError(f"weights column '{weights}' must be numeric")
-    if scan.w_bad:
-        raise UsageError(f"weights column '{weights}' has negative or infinite values")
+    flow, spec, terms = _settle(scan, plan, dtypes, model, weights, formula)
 
     p = len(terms)
     fam = FAMILIES[model]
     has_intercept = "Intercept" in terms
     rows = batch_rows or rows_for_memory(budget, p, len(needed))
-    enc = _Encoder(src, needed, rows, variables, spec, terms, outcome, weights, cluster, formula)
+    enc = _Encoder(src, needed, rows,
+                   _Encoding(variables, spec, terms, outcome, weights, cluster, formula))
 
     # ---- pass 2: Gram (rank check), correlation sums (VIF), kernel sums at the start --------
     icpt = terms.index("Intercept") if has_intercept else None
@@ -357,9 +365,79 @@ def _fit(
         assert fin is not None
     meat, mu_min, mu_max, extreme = fin
 
+    _check_fit(est, extreme, scan.n_used, separation_rows, lambda: _collect(enc), outcome,
+               model, terms)
+    diag = _diagnostics(terms, s1, s2, scan.n_used, mu_min, mu_max, extreme, est.info)
+    return _result(est, meat, diag, scan, flow, spec, terms, model=model, formula=formula,
+                   vcov=vcov, cluster=cluster, weights=weights, weights_kind=weights_kind,
+                   information=information, conf_level=conf_level, n_clusters=G,
+                   engine="stream")
+
+
+def _plan(
+    columns: list[str], formula: str, vcov: str, cluster: str | None, weights: str | None,
+    weights_kind: str,
+) -> _Plan:
+    """Check the options against the columns and parse the formula (no row is read)."""
+    for role, col in (("cluster", cluster), ("weights", weights)):
+        if col is not None and col not in columns:
+            raise UsageError(f"{role} column '{col}' is not in the data")
+    if vcov == "cluster" and cluster is None:
+        raise UsageError("vcov 'cluster' needs a cluster column (cluster=... / --cluster COLUMN)")
+    parsed = parse_formula(formula, columns)
+    if parsed.outcome is None:
+        raise FormulaError(f"formula '{formula}' has no outcome: write 'outcome ~ terms'")
+    if vcov == "classical" and weights is not None:  # the in-memory engine's survey-weights rule
+        sandwich_vcov(np.eye(1), np.empty((0, 0)), "classical", weights=np.ones(1),
+                      weights_kind=weights_kind)  # type: ignore[arg-type]
+    extra = tuple(c for c in (weights, cluster) if c is not None)
+    variables = parsed.variables + extra
+    rhs_formula = Formula(parsed.rhs)
+    stateful, c_columns = _stateful_terms(rhs_formula)
+    return _Plan(parsed, parsed.outcome, variables, list(dict.fromkeys(variables)), rhs_formula,
+                 stateful, c_columns)
+
+
+def _settle(
+    scan: _Scan, plan: _Plan, dtypes: dict[str, Any], model: str, weights: str | None,
+    formula: str,
+) -> tuple[SampleFlow, ModelSpec, tuple[str, ...]]:
+    """After the scan: the sample flow, the whole-data encoder and its terms, the data checks."""
+    outcome = plan.outcome
+    if scan.n_used == 0:
+        raise FormulaError("no rows are left after dropping rows with missing values")
+    flow = SampleFlow(scan.n_read)
+    for col in plan.variables:
+        if scan.missing.get(col):
+            flow = flow.drop(f"missing value in column '{col}'", scan.missing[col], "missing", col)
+            scan.missing[col] = 0  # a column listed twice is charged once
+    spec, terms = _build_spec(plan.parsed.rhs, plan.rhs_formula, scan, dtypes, plan.stateful,
+                              formula)
+    if not scan.y_numeric:
+        raise FormulaError(f"outcome column '{outcome}' must be numeric (0/1 for binary models)")
+    if scan.bad_y_rows:
+        vals = ", ".join(map(repr, scan.bad_y_values[:5]))
+        raise FormulaError(
+            f"outcome column '{outcome}' must be 0/1 for a {model} model; found {vals} "
+            f"in {scan.bad_y_rows} row(s)"
+        )
+    if not scan.w_numeric:
+        raise UsageError(f"weights column '{weights}' must be numeric")
+    if scan.w_bad:
+        raise UsageError(f"weights column '{weights}' has negative or infinite values")
+    return flow, spec, terms
+
+
+def _check_fit(
+    est: GLMEstimate, extreme: int, n_used: int, separation_rows: int,
+    collect: Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray | None]], outcome: str,
+    model: str, terms: tuple[str, ...],
+) -> None:
+    """Refuse a separated or unconverged fit; the LP separation check runs on ``collect()``'s
+    rows when there are at most ``separation_rows`` of them."""
     if not est.converged or extreme:
-        if scan.n_used <= separation_rows:
-            Xa, ya, wa = _collect(enc)
+        if n_used <= separation_rows:
+            Xa, ya, wa = collect()
             sep = check_separation(Xa, ya, terms, wa)
             del Xa, ya, wa
             if sep.separated:
@@ -371,7 +449,7 @@ def _fit(
                  if extreme else f"the {model} fit did not converge")
                 + f" (after {est.iterations} iterations, last step {est.max_abs_step:.3g}). The "
                 "linear-programming separation check needs every row in memory and was skipped "
-                f"for {scan.n_used} rows (separation_rows={separation_rows}; raise it to run the "
+                f"for {n_used} rows (separation_rows={separation_rows}; raise it to run the "
                 "check if the rows fit in memory). Drop or merge rare categories or the term(s) "
                 "that predict the outcome perfectly, rescale large covariates, or raise max_iter"
                 + (", or use Firth's penalised logit (--model firth) on a sample" if model == "logit"
@@ -381,21 +459,29 @@ def _fit(
         if not est.converged:
             raise ConvergenceError(convergence_message(model, est.iterations, est.max_abs_step))
 
+
+def _result(
+    est: GLMEstimate, meat: np.ndarray, diag: Diagnostics, scan: _Scan, flow: SampleFlow,
+    spec: ModelSpec, terms: tuple[str, ...], *, model: str, formula: str, vcov: str,
+    cluster: str | None, weights: str | None, weights_kind: str, information: str,
+    conf_level: float, n_clusters: int, engine: str,
+) -> FitResult:
+    """The FitResult of a streamed (or partitioned) fit: covariance from the summed meat."""
+    p = len(terms)
+    has_intercept = "Intercept" in terms
     bread = np.linalg.inv(est.info)
     bread = (bread + bread.T) / 2.0
-    V = _vcov(bread, meat, vcov, weights is not None, weights_kind, scan, G, p)
-    n_events = scan.sum_wy
-    diag = _diagnostics(terms, s1, s2, scan.n_used, mu_min, mu_max, extreme, est.info)
+    V = _vcov(bread, meat, vcov, weights is not None, weights_kind, scan, n_clusters, p)
     return FitResult(
         model=model, formula=formula, terms=terms, params=est.params, vcov=V,
-        vcov_type=vcov, nobs=scan.n_used, n_events=n_events, loglik=est.loglik,
-        llnull=_null_loglik(fam, has_intercept, scan.sum_w, scan.sum_wy),
+        vcov_type=vcov, nobs=scan.n_used, n_events=scan.sum_wy, loglik=est.loglik,
+        llnull=_null_loglik(FAMILIES[model], has_intercept, scan.sum_w, scan.sum_wy),
         converged=est.converged, iterations=est.iterations, has_intercept=has_intercept,
         flow=flow, conf_level=conf_level, information=information,
         weights_kind=weights_kind if weights is not None else None,
         sum_weights=scan.sum_w if weights is not None else None,
-        n_clusters=G if cluster is not None else None, cluster_var=cluster, engine="stream",
-        diagnostics=diag, design_spec=spec_to_dict(spec), _spec=spec,
+        n_clusters=n_clusters if cluster is not None else None, cluster_var=cluster,
+        engine=engine, diagnostics=diag, design_spec=spec_to_dict(spec), _spec=spec,
     )
 
 
@@ -555,40 +641,56 @@ def _build_spec(
 # --------------------------------------------------------------------------- later passes
 
 
+Block = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
+
+
+@dataclass(frozen=True)
+class _Encoding:
+    """The fixed encoder: a frame of raw rows -> (X, y, w, cluster labels) of its used rows."""
+
+    variables: tuple[str, ...]
+    spec: ModelSpec
+    terms: tuple[str, ...]
+    outcome: str
+    weights: str | None
+    cluster: str | None
+    formula: str
+
+    def encode(self, df: pd.DataFrame) -> Block | None:
+        """The used rows of ``df`` encoded (None when every row has a missing value)."""
+        keep = np.ones(len(df), dtype=bool)
+        for col in dict.fromkeys(self.variables):
+            keep &= ~df[col].isna().to_numpy()
+        if not keep.any():
+            return None
+        sub = df[keep].reset_index(drop=True)
+        try:
+            mm = self.spec.get_model_matrix(sub, context=dict(ALLOWED_FUNCTIONS))
+        except Exception as e:
+            raise FormulaError(
+                f"formula '{self.formula}' could not be evaluated on the data: {e}"
+            ) from None
+        if tuple(str(c) for c in mm.columns) != self.terms:  # pragma: no cover - a bug guard
+            raise RuntimeError("a batch encoded to different design columns")
+        X = np.asarray(mm.to_numpy(dtype=float), dtype=float, order="C")
+        y = pd.to_numeric(sub[self.outcome]).to_numpy(dtype=float)
+        w = None if self.weights is None else \
+            pd.to_numeric(sub[self.weights]).to_numpy(dtype=float)
+        cl = None if self.cluster is None else sub[self.cluster].to_numpy()
+        return X, y, w, cl
+
+
 class _Encoder:
     """Re-reads the source and yields (X, y, w, cluster labels) of the used rows per batch."""
 
-    def __init__(self, src: BatchSource, needed: list[str], rows: int,
-                 variables: tuple[str, ...], spec: ModelSpec, terms: tuple[str, ...],
-                 outcome: str, weights: str | None, cluster: str | None, formula: str) -> None:
-        self.src, self.needed, self.rows = src, needed, rows
-        self.variables = tuple(dict.fromkeys(variables))
-        self.spec, self.terms = spec, terms
-        self.outcome, self.weights, self.cluster, self.formula = outcome, weights, cluster, formula
+    def __init__(self, src: BatchSource, needed: list[str], rows: int, encoding: _Encoding) -> None:
+        self.src, self.needed, self.rows, self.encoding = src, needed, rows, encoding
 
-    def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]]:
-        ctx = dict(ALLOWED_FUNCTIONS)
+    def batches(self) -> Iterator[Block]:
         for df in self.src.frames(self.needed, self.rows):
-            keep = np.ones(len(df), dtype=bool)
-            for col in self.variables:
-                keep &= ~df[col].isna().to_numpy()
-            if not keep.any():
-                continue
-            sub = df[keep].reset_index(drop=True)
-            try:
-                mm = self.spec.get_model_matrix(sub, context=ctx)
-            except Exception as e:
-                raise FormulaError(
-                    f"formula '{self.formula}' could not be evaluated on the data: {e}"
-                ) from None
-            if tuple(str(c) for c in mm.columns) != self.terms:  # pragma: no cover - a bug guard
-                raise RuntimeError("a batch encoded to different design columns")
-            X = np.asarray(mm.to_numpy(dtype=float), dtype=float, order="C")
-            y = pd.to_numeric(sub[self.outcome]).to_numpy(dtype=float)
-            w = None if self.weights is None else \
-                pd.to_numeric(sub[self.weights]).to_numpy(dtype=float)
-            cl = None if self.cluster is None else sub[self.cluster].to_numpy()
-            yield X, y, w, cl
+            block = self.encoding.encode(df)
+            if block is not None:
+                yield block
 
 
 def _final_pass(
@@ -611,19 +713,14 @@ def _final_pass(
     carry_label: Any = None
     flushed = 0
     for X, y, w, cl in enc.batches():
-        eta = X @ beta
-        mu = fam.mean(eta)
-        mu_min, mu_max = min(mu_min, float(mu.min())), max(mu_max, float(mu.max()))
-        extreme += int(((mu < 1e-8) | (mu > 1 - 1e-8)).sum())
-        if vcov == "classical":
-            continue
-        _, u, _, _ = fam.pieces(eta, y)
+        lo, hi, ext, part = _sandwich_block(X, y, w, beta, fam, vcov, weights_kind)
+        mu_min, mu_max, extreme = min(mu_min, lo), max(mu_max, hi), extreme + ext
         if vcov in ("hc0", "hc1"):
-            c = np.ones(len(y)) if w is None else (w if weights_kind == "frequency" else w * w)
-            meat += (X * (c * u * u)[:, None]).T @ X
+            meat += part
+        if not by_cluster:
             continue
         assert cl is not None
-        sw = X * (u if w is None else u * w)[:, None]
+        sw = part
         if contiguous:
             starts = np.flatnonzero(np.r_[True, cl[1:] != cl[:-1]])
             sums = np.add.reduceat(sw, starts, axis=0)
@@ -655,6 +752,27 @@ def _final_pass(
             assert S is not None
             meat = S.T @ S
     return meat, mu_min, mu_max, extreme
+
+
+def _sandwich_block(
+    X: np.ndarray, y: np.ndarray, w: np.ndarray | None, beta: np.ndarray, fam: Family,
+    vcov: str, weights_kind: str,
+) -> tuple[float, float, int, np.ndarray]:
+    """One block's fitted range and its piece of the meat at ``beta``: for hc0/hc1 the p x p
+    sum of c u^2 x x', for cluster the rows' weighted scores w u x (to be summed per cluster),
+    for classical an empty array."""
+    eta = X @ beta
+    mu = fam.mean(eta)
+    extreme = int(((mu < 1e-8) | (mu > 1 - 1e-8)).sum())
+    if vcov == "classical":
+        return float(mu.min()), float(mu.max()), extreme, np.empty((0, 0))
+    _, u, _, _ = fam.pieces(eta, y)
+    if vcov in ("hc0", "hc1"):
+        c = np.ones(len(y)) if w is None else (w if weights_kind == "frequency" else w * w)
+        part = (X * (c * u * u)[:, None]).T @ X
+    else:
+        part = X * (u if w is None else u * w)[:, None]
+    return float(mu.min()), float(mu.max()), extreme, part
 
 
 def _vcov(
