@@ -304,3 +304,32 @@ def test_study_with_mice_and_bad_missing_option(tmp_path: Path, capsys) -> None:
     assert code == 0
     d = json.loads((tmp_path / "r2" / "results.json").read_text())
     assert "missing" in d
+
+
+def test_study_formats_bundle_and_replicate(tmp_path, capsys) -> None:
+    """study --format/--bundle/--include-data, then replicate: exit 0; a tampered copy: exit 3."""
+    from smesurvival.data.synthetic import simulate_cohort
+
+    data = tmp_path / "firms.csv"
+    simulate_cohort(600, 11).frame.to_csv(data, index=False)
+    out_dir, bundle = tmp_path / "rep", tmp_path / "study.zip"
+    code, out, err = run_cli(["study", "lee2012", "--data", str(data), "--out", str(out_dir),
+                              "--format", "md,latex", "--bundle", str(bundle), "--include-data"], capsys)
+    assert code == 0, err
+    assert (out_dir / "tables.tex").is_file() and not (out_dir / "tables.docx").exists()
+    assert "replication bundle" in out
+    code, out, err = run_cli(["replicate", str(bundle)], capsys)
+    assert code == 0 and "replicated: all" in out, err
+    tampered = tmp_path / "tampered.csv"
+    tampered.write_text(data.read_text().replace("\n", "\n ", 1))
+    code, out, err = run_cli(["replicate", str(bundle), "--data", str(tampered)], capsys)
+    assert code == 3 and "data hash mismatch" in err
+    code, _, err = run_cli(["study", "lee2012", "--format", "pdf", "--out", str(tmp_path / "x")], capsys)
+    assert code == 2 and "--format takes" in err
+
+
+def test_serve_and_firth_options_exist(capsys) -> None:
+    code, out, _ = run_cli(["serve", "--help"], capsys)
+    assert code == 0 and "--data-dir" in out
+    code, _, err = run_cli(["fit", "x.csv", "--formula", "y ~ x", "--firth", "--engine", "stream"], capsys)
+    assert code == 2 and "--firth runs on --engine memory" in err

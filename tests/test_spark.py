@@ -415,3 +415,28 @@ def test_cli_spark_discrete_and_refusals(spark: Any, tmp_path: Path,
     code, _, err = run_cli(["fit", str(path), "--model", "cox", "--formula", "export_ratio",
                             "--time", "years", "--event", "exited", "--engine", "spark"], capsys)
     assert code == 2 and "logit, probit, cloglog or discrete" in err
+
+
+def test_study_spec_engine_spark(spark: Any) -> None:
+    """[model] engine = "spark": the reference study's main steps through Spark equal the
+    in-memory study (the measures frame is shipped to Spark with Arrow)."""
+    import tomllib
+    from importlib import resources
+
+    from smesurvival.study.run import run_study
+    from smesurvival.study.spec import spec_from_dict
+
+    raw = tomllib.loads(resources.files("smesurvival.study").joinpath("lee2012.toml").read_text("utf-8"))
+    raw["model"]["engine"] = "spark"
+    raw["steps"] = raw["steps"][:2]
+    for section in ("figures", "implications", "effects", "mediation", "robustness", "missing"):
+        raw.pop(section, None)
+    raw["hypotheses"] = [h for h in raw["hypotheses"] if h.get("step") in {s["name"] for s in raw["steps"]}]
+    spec = spec_from_dict(raw, "t.toml")
+    on_spark = run_study(spec, robustness=False)
+    raw["model"]["engine"] = "memory"
+    memory = run_study(spec_from_dict(raw, "t.toml"), robustness=False)
+    for a, b in zip(on_spark.steps, memory.steps, strict=True):
+        assert a.fit.engine == "spark"
+        np.testing.assert_allclose(a.fit.params, b.fit.params, rtol=0, atol=1e-8)
+        np.testing.assert_allclose(a.fit.se, b.fit.se, rtol=0, atol=1e-8)

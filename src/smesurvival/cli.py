@@ -36,7 +36,9 @@ out = Console(highlight=False, soft_wrap=True)
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    from rich.markup import escape
+
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -78,7 +80,8 @@ def fit(
     ties: Annotated[str, typer.Option(help="efron or breslow (cox)")] = "efron",
     strata: Annotated[str | None, typer.Option(help="strata column (cox)")] = None,
     id: Annotated[str | None, typer.Option(help="subject id column (discrete)")] = None,
-    link: Annotated[str, typer.Option(help="cloglog or logit (discrete)")] = "cloglog",
+    link: Annotated[str | None, typer.Option(help="discrete: cloglog (default) or logit; firth: logit (default), probit or cloglog")] = None,
+    firth: Annotated[bool, typer.Option("--firth", help="bias-reduced fit (cox: Firth's penalised partial likelihood, as R's coxphf; discrete: brglm2's AS_mean)")] = False,
     period_terms: Annotated[str, typer.Option(help="dummies, bands, log, linear or quadratic (discrete)")] = "dummies",
     width: Annotated[float | None, typer.Option(help="period width (discrete), e.g. 1 for years")] = None,
     cuts: Annotated[str | None, typer.Option(help="comma-separated cut points (discrete)")] = None,
@@ -124,8 +127,10 @@ def fit(
         time=time, event=event, start=start, cause=cause, censor_code=censor_code, ties=ties,
         strata=strata, vcov=vcov, cluster=cluster, weights=weights, weights_kind=weights_kind,
         information=information, conf_level=conf_level, id=id, link=link,
-        period_terms=period_terms, cuts=cut_values, width=width,
+        period_terms=period_terms, cuts=cut_values, width=width, firth=firth,
     )
+    if firth and engine != "memory":
+        raise UsageError("--firth runs on --engine memory")
     if engine == "stream":
         from smesurvival.scale.stream import fit_stream
 
@@ -176,7 +181,7 @@ def _fit_spark(data: str, model: str, formula: str, opts: Any, *, batch_rows: in
                 raise UsageError(f"--model discrete needs {flag}")
         rhs = formula.split("~", 1)[1].strip() if "~" in formula else formula
         return fit_spark_discrete(
-            rhs, data, duration=opts.time, event=opts.event, id=opts.id, link=opts.link,
+            rhs, data, duration=opts.time, event=opts.event, id=opts.id, link=opts.link or "cloglog",
             time=opts.period_terms, cuts=opts.cuts, width=opts.width,
             vcov=vcov, cluster=opts.cluster, **common)  # type: ignore[arg-type]
     if "~" not in formula:
@@ -502,7 +507,9 @@ def validate(
     if report.ok:
         out.print(f"{data}: {report.n_rows} rows, no errors" + (f", {len(report.warnings)} warning(s)" if report.warnings else ""))
         if report.warnings:
-            out.print(report.summary(), soft_wrap=True)
+            from rich.markup import escape
+
+            out.print(escape(report.summary()), soft_wrap=True)
         return
     _fail(report.summary())
 
@@ -526,14 +533,27 @@ def simulate(
     err.print(f"wrote {out_path} — {cohort.label}")
 
 
-def _run_and_write(spec: str, data: str | None, out_dir: str, missing: str | None = None) -> None:
-    from smesurvival.report.build import write_report
+def _run_and_write(spec: str, data: str | None, out_dir: str, missing: str | None = None,
+                   formats: str = "md,html,latex,docx", bundle: str | None = None,
+                   include_data: bool = False) -> None:
+    from smesurvival.report.build import check_formats, write_report
     from smesurvival.study.run import run_study
 
+    fm = check_formats(formats.split(","))
+    if bundle is not None and Path(bundle).suffix.lower() != ".zip":
+        raise UsageError(f"--bundle must name a .zip file; got '{bundle}'")
+    if include_data and bundle is None:
+        raise UsageError("--include-data goes with --bundle FILE.zip")
     with err.status("running the study …") as status:
         result = run_study(spec, data, missing=missing, progress=lambda m: status.update(f"{m} …"))
         status.update("writing the report …")
-        files = write_report(result, out_dir)
+        files = write_report(result, out_dir, formats=fm)
+        if bundle is not None:
+            from smesurvival.study.bundle import make_bundle
+
+            status.update("writing the replication bundle …")
+            make_bundle(result, bundle, data_file=data, include_data=include_data,
+                        report_dir=files.out_dir, missing=missing)
     if result.synthetic:
         err.print("[bold yellow]SYNTHETIC DATA[/]: " + result.provenance.source)
     from rich.table import Table
@@ -548,8 +568,14 @@ def _run_and_write(spec: str, data: str | None, out_dir: str, missing: str | Non
         t.add_row(v.hypothesis, label(v.term).split(" (")[0], f"{v.estimate:.3f}", p,
                   "supported" if v.supported else "not supported", v.published or "")
     out.print(t)
-    out.print(f"report: {Path(out_dir) / 'report.html'} (also report.md, results.json, figures/)")
-    del files
+    extra = [n for n, f in (("tables.tex", files.latex), ("tables.docx", files.docx)) if f]
+    out.print(f"report: {Path(out_dir) / 'report.html'} (also report.md, results.json, figures/"
+              + "".join(f", {n}" for n in extra) + ")")
+    if bundle is not None:
+        out.print(f"replication bundle: {bundle} (check it with: smesurvival replicate {bundle})")
+
+
+FORMAT_HELP = "report formats, comma-separated: md, html, latex (tables.tex), docx (tables.docx)"
 
 
 @app.command()
@@ -558,18 +584,52 @@ def study(
     data: Annotated[str | None, typer.Option(help="firm data file; omit for the built-in synthetic cohort")] = None,
     out_dir: Annotated[str, typer.Option("--out", help="output folder")] = "smesurvival-report",
     missing: Annotated[str | None, typer.Option("--missing", help="listwise (default) or mice; overrides the spec's [missing]")] = None,
+    format: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "md,html,latex,docx",
+    bundle: Annotated[str | None, typer.Option("--bundle", help="also write a replication bundle (.zip): spec, data hash, versions, seeds, results, report")] = None,
+    include_data: Annotated[bool, typer.Option("--include-data", help="put the data file itself in the bundle")] = False,
 ) -> None:
-    """Run a study and write report.html, report.md, results.json and figures/."""
-    _run_and_write(spec, data, out_dir, missing)
+    """Run a study and write report.html, report.md, results.json, figures/ and the journal tables."""
+    _run_and_write(spec, data, out_dir, missing, format, bundle, include_data)
 
 
 @app.command()
 def demo(
     out_dir: Annotated[str, typer.Option("--out", help="output folder")] = "smesurvival-report",
     missing: Annotated[str | None, typer.Option("--missing", help="listwise (default) or mice")] = None,
+    format: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "md,html,latex,docx",
 ) -> None:
     """Run the reference study (lee2012) on the built-in SYNTHETIC cohort."""
-    _run_and_write("lee2012", None, out_dir, missing)
+    _run_and_write("lee2012", None, out_dir, missing, format)
+
+
+@app.command()
+def replicate(
+    bundle: Annotated[str, typer.Argument(help="a replication bundle (.zip) from study --bundle")],
+    data: Annotated[str | None, typer.Option(help="the data file, when the bundle does not include it")] = None,
+    rtol: Annotated[float, typer.Option(help="relative tolerance per number")] = 1e-9,
+) -> None:
+    """Rerun a bundled study and compare every number; exit 0 when all match, 3 when not."""
+    from smesurvival.study.bundle import replicate as _replicate
+
+    with err.status("replicating the study …"):
+        rep = _replicate(bundle, data, rtol=rtol)
+    if not rep.data_ok:
+        err.print(f"[bold red]not replicated:[/] {rep.data_message}", soft_wrap=True)
+        raise typer.Exit(3)
+    if rep.differences:
+        err.print(f"[bold red]not replicated:[/] {len(rep.differences)} of {rep.compared} "
+                  f"numbers differ beyond rtol {rep.rtol:g}:", soft_wrap=True)
+        for d in rep.differences[:50]:
+            err.print(f"  {d}", soft_wrap=True, markup=False)
+        if len(rep.differences) > 50:
+            err.print(f"  … and {len(rep.differences) - 50} more")
+        raise typer.Exit(3)
+    out.print(f"replicated: all {rep.compared} numbers match (rtol {rep.rtol:g}); {rep.data_message}")
+
+
+from smesurvival.web.cli import serve_command  # noqa: E402  (typer only; FastAPI loads on serve)
+
+app.command("serve")(serve_command)
 
 
 def main() -> None:

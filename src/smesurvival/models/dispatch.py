@@ -58,9 +58,9 @@ def _fit_engine(model: str, data: pd.DataFrame, formula: str, vcov: str, opts: M
         from smesurvival.scale.stream import fit_stream
 
         return fit_stream(formula, data, batch_rows=opts.batch_rows, memory=opts.memory, **common)
-    from smesurvival.scale import spark as _spark  # type: ignore[attr-defined]
+    from smesurvival.scale import spark as _spark
 
-    return _spark.fit_spark(formula, data, master=opts.spark_master or "local[2]", **common)  # type: ignore[no-any-return]
+    return _spark.fit_spark(formula, data, master=opts.spark_master or "local[2]", **common)
 
 
 def _need(value: Any, flag: str, model: str) -> Any:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 
 from smesurvival import errors as _errors
@@ -192,6 +193,9 @@ def _read(spark: Any, source: Any, sql: str | None) -> tuple[Any, str]:
                                 f"{_clip(sql)}") from None
     if isinstance(source, DataFrame):
         return source, "<Spark DataFrame>"
+    if isinstance(source, pd.DataFrame):  # e.g. a study's measures: shipped to Spark by Arrow
+        with _quiet():
+            return spark.createDataFrame(source), "<DataFrame>"
     items = [source] if isinstance(source, str | Path) else source
     if not isinstance(items, list | tuple) or not items or \
             not all(isinstance(s, str | Path) for s in items):
