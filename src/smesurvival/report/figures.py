@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 
 SYNTHETIC_MARK = "SYNTHETIC DATA"
 SYNTHETIC_GID = "smesurvival-synthetic-mark"
-_COLORS = ("#1b6ca8", "#d1495b", "#2e8b57", "#edae49", "#6a4c93", "#555555")
+#: Okabe & Ito's colour-blind-safe palette (blue, vermillion, bluish green, orange, reddish
+#: purple, sky blue); lines also differ in style, so no reading depends on colour alone.
+_COLORS = ("#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9")
 _LINESTYLES = ("-", "--", "-.", ":")
 
 
