@@ -355,7 +355,7 @@ def check_null_information(info: np.ndarray, Xd: np.ndarray, w_death: np.ndarray
 
     The scale of a covariate's variance is its mean square over the events (``Xd`` holds the
     event rows, ``w_death`` their weights)."""
-    scale = (w_death @ (Xd * Xd)) if Xd.size else np.zeros(len(terms))
+    scale = np.einsum("ij,ij,i->j", Xd, Xd, w_death) if Xd.size else np.zeros(len(terms))
     var = np.diag(info)
     flat = [t for t, v, s in zip(terms, var, scale, strict=True) if v <= 1e-10 * s or v <= 0.0]
     if flat:

@@ -57,13 +57,29 @@ class RiskSets:
         return self.weights[self.death_rows]
 
     @cached_property
-    def groups(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Index arrays of the 0/1 "row -> event time" matrices (CSC: one entry per row) for
-        exit ids, entry ids and the deaths' ids, in the index width scipy uses."""
-        def csc(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            it = np.int32 if ids.size < 2**31 - 1 and self.n_times < 2**31 - 1 else np.int64
-            return ids.astype(it), np.arange(ids.size + 1, dtype=it)
-        return {"exit": csc(self.k_exit), "entry": csc(self.k_entry), "death": csc(self.k_death)}
+    def _index_type(self) -> type[np.signedinteger]:
+        return np.int32 if self.n < 2**31 - 1 and self.n_times < 2**31 - 1 else np.int64
+
+    @cached_property
+    def _indptr(self) -> np.ndarray:
+        """0..n: the column pointers of a one-entry-per-row CSC matrix (shared)."""
+        return np.arange(self.n + 1, dtype=self._index_type)
+
+    @cached_property
+    def csc_exit(self) -> tuple[np.ndarray, np.ndarray]:
+        """Index arrays of the 0/1 "row -> exit event time" matrix (CSC, one entry per row)."""
+        return self.k_exit.astype(self._index_type), self._indptr
+
+    @cached_property
+    def csc_entry(self) -> tuple[np.ndarray, np.ndarray]:
+        """The same for the entry ids (only built when risk intervals have a lower bound)."""
+        return self.k_entry.astype(self._index_type), self._indptr
+
+    @cached_property
+    def csc_death(self) -> tuple[np.ndarray, np.ndarray]:
+        """The same for the deaths' ids."""
+        return (self.k_death.astype(self._index_type),
+                np.arange(self.k_death.size + 1, dtype=self._index_type))
 
 
 def build_risk_sets(
@@ -185,17 +201,16 @@ def cox_state(rs: RiskSets, X: np.ndarray, beta: np.ndarray, offset: np.ndarray 
     np.exp(expeta, out=expeta)
     r = rs.weights * expeta
     K1 = rs.n_times + 1
-    g = rs.groups
     s0 = _revcumsum(np.bincount(rs.k_exit, weights=r, minlength=K1))
-    s1 = _revcumsum(_per_time(rs.k_exit, r, X, K1, g["exit"]))
+    s1 = _revcumsum(_per_time(rs.k_exit, r, X, K1, rs.csc_exit))
     if rs.has_lower:
         s0 = s0 - _revcumsum(np.bincount(rs.k_entry, weights=r, minlength=K1))
-        s1 = s1 - _revcumsum(_per_time(rs.k_entry, r, X, K1, g["entry"]))
+        s1 = s1 - _revcumsum(_per_time(rs.k_entry, r, X, K1, rs.csc_entry))
     dr = rs.death_rows
     kd = rs.k_death
     rd = r[dr]
     e0 = np.bincount(kd, weights=rd, minlength=K1)
-    e1 = _per_time(kd, rd, X[dr] if Xd is None else Xd, K1, g["death"])
+    e1 = _per_time(kd, rd, X[dr] if Xd is None else Xd, K1, rs.csc_death)
     k, frac, wt = rs.pair_k, rs.pair_frac, rs.pair_wt
     den = s0[k] - frac * e0[k]
     a = np.bincount(k, weights=wt / den, minlength=rs.n_times + 1)
