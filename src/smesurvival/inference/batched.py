@@ -52,7 +52,6 @@ STATUS_NAMES: dict[int, str] = {
 }
 Precision = Literal["mixed", "float64"]
 _HUGE_STEP = 1e3  # whitened (standard-error) units
-_SWITCH = 1e-3  # whitened step below which a replicate leaves float32
 _IDENTITY_FIRST = False  # first step with the full-sample information: no measurable gain
 
 
@@ -243,7 +242,7 @@ def _setup(
     return _Problem(
         xt, xt.astype(np.float32), np.ascontiguousarray(xt.T),
         np.ascontiguousarray(xt.T, dtype=np.float32), z.astype(np.float32), z,
-        y, y.astype(np.float32), iu, ju, A, uv, tol, _SWITCH, max_iter, mixed, _IDENTITY_FIRST,
+        y, y.astype(np.float32), iu, ju, A, uv, tol, 1e-3, max_iter, mixed, _IDENTITY_FIRST,
     )
 
 
@@ -270,23 +269,6 @@ def _near_singular(H: np.ndarray, size: np.ndarray, low: bool) -> np.ndarray:
         with np.errstate(all="ignore"):
             out[sus] = ~(np.linalg.cond(H[sus]) <= 1e10)
     return out
-
-
-def _invert(H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of each H_b; a mask of those singular or not finite (their inverse: 0)."""
-    bad = ~np.isfinite(H).all(axis=(1, 2))
-    Hs = np.where(bad[:, None, None], np.eye(H.shape[1]), H)
-    try:
-        out = np.linalg.inv(Hs)
-    except np.linalg.LinAlgError:
-        out = np.zeros_like(Hs)
-        for i in range(Hs.shape[0]):  # rare: find which replicate is singular
-            try:
-                out[i] = np.linalg.inv(Hs[i])
-            except np.linalg.LinAlgError:
-                bad[i] = True
-    out[bad] = 0.0
-    return out, bad
 
 
 def _solve(H: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -317,8 +299,6 @@ def _fit_chunk(
     status = np.full(b, MAX_ITER, dtype=np.int8)
     iters = np.zeros(b, dtype=np.int32)
     hess = np.tile(np.eye(p), (b, 1, 1))  # last information formed (whitened: I at beta0)
-    hinv = hess.copy()  # and its inverse: chord steps reuse it (no solve per step)
-    badinv = np.zeros(b, dtype=bool)
     last = np.full(b, np.inf)  # last step size (whitened), for the chord safeguard
     # phase per replicate: 0 float32 Newton, 1 float64 chord (reuses hess), 2 float64 Newton
     phase = np.zeros(b, dtype=np.int8) if prob.mixed else np.full(b, 2, dtype=np.int8)
@@ -347,9 +327,7 @@ def _fit_chunk(
                 v *= Wi
                 flat = (v @ (prob.z32 if low else prob.z64)).astype(np.float64)
                 hess[idx] = _unpack(prob, flat)
-                hinv[idx], badinv[idx] = _invert(hess[idx])
-            step = np.einsum("bij,bj->bi", hinv[idx], g)
-            bad = badinv[idx] | ~np.isfinite(g).all(axis=1)
+            step, bad = _solve(hess[idx], g)
             size = np.abs(step).max(axis=1)
             bad |= _near_singular(hess[idx], size, low)
             status[idx[bad]] = SINGULAR
