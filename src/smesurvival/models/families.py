@@ -79,6 +79,45 @@ def _cloglog_k(eta: Array) -> Array:
     return 1.0 - _cloglog_e(eta)
 
 
+class Scratch:
+    """Preallocated per-row buffers for :meth:`Family.kernel_pieces` on blocks of up to ``m`` rows."""
+
+    def __init__(self, m: int) -> None:
+        self.buf = np.empty((4, m))
+        self.mask = np.empty(m, dtype=bool)
+
+    def views(self, m: int) -> tuple[Array, Array, Array, Array, Array]:
+        b = self.buf
+        return b[0, :m], b[1, :m], b[2, :m], b[3, :m], self.mask[:m]
+
+
+def _logit_block(eta: Array, y: Array, scratch: Scratch) -> tuple[Array, Array, Array]:
+    """Logit log-likelihood, u = y - mu and v = mu (1 - mu) per row, in place in ``scratch``.
+
+    From one exponential t = exp(-|eta|): q = t / (1 + t) is the smaller of mu and 1 - mu
+    (exact in both tails), log(1 + exp(eta)) = max(eta, 0) + log1p(t), and
+    l = (y eta - max(eta, 0)) - log1p(t), whose bracket is exact for a 0/1 outcome.
+    """
+    t, q, a, b, pos = scratch.views(eta.shape[0])
+    np.abs(eta, out=t)
+    np.negative(t, out=t)
+    np.exp(t, out=t)  # t = exp(-|eta|)
+    np.add(t, 1.0, out=q)
+    np.divide(t, q, out=q)  # q = min(mu, 1 - mu)
+    np.log1p(t, out=t)
+    np.maximum(eta, 0.0, out=a)
+    np.multiply(y, eta, out=b)
+    np.subtract(b, a, out=b)
+    np.subtract(b, t, out=t)  # t = log-likelihood
+    np.subtract(1.0, q, out=a)  # a = max(mu, 1 - mu)
+    np.greater_equal(eta, 0.0, out=pos)
+    np.copyto(b, q)
+    np.copyto(b, a, where=pos)  # b = mu
+    np.subtract(y, b, out=b)  # b = u
+    np.multiply(q, a, out=q)  # q = v
+    return t, b, q
+
+
 @dataclass(frozen=True)
 class Family:
     """A binomial family with one link: everything the partial-sum kernel needs."""
@@ -90,6 +129,7 @@ class Family:
     ratios: Callable[[Array], tuple[Array, Array]]
     d2_over_d1: Callable[[Array], Array]
     canonical: bool
+    block: Callable[[Array, Array, Scratch], tuple[Array, Array, Array]] | None = None
 
     def mean(self, eta: Array) -> Array:
         """Inverse link: P(y = 1 | eta)."""
@@ -129,8 +169,24 @@ class Family:
             w_obs = y * r1 * (r1 - k) + (1.0 - y) * r0 * (r0 + k)
         return ll, u, w_exp, w_obs
 
+    def kernel_pieces(
+        self, eta: Array, y: Array, information: str, scratch: Scratch | None = None,
+    ) -> tuple[Array, Array, Array]:
+        """Per-row log-likelihood, score factor u and information weight v for one block.
 
-LOGIT = Family("logit", "logit", _logit_logp, _logit_log_dmu, _logit_ratios, _logit_k, True)
+        ``v`` is the expected information, or the observed one when ``information`` is
+        ``"observed"`` (the same for the canonical logit). With ``scratch`` the logit is
+        computed in place in its buffers (overwritten by the next call); the returned arrays
+        may be modified by the caller.
+        """
+        if self.block is not None and scratch is not None:
+            return self.block(eta, y, scratch)
+        ll, u, w_exp, w_obs = self.pieces(eta, y)
+        return ll, u, (w_obs if information == "observed" else w_exp)
+
+
+LOGIT = Family("logit", "logit", _logit_logp, _logit_log_dmu, _logit_ratios, _logit_k, True,
+               _logit_block)
 PROBIT = Family("probit", "probit", _probit_logp, _probit_log_dmu, _probit_ratios, _probit_k, False)
 CLOGLOG = Family("cloglog", "cloglog", _cloglog_logp, _cloglog_log_dmu, _cloglog_ratios,
                  _cloglog_k, False)
