@@ -74,7 +74,7 @@ def fit(
     >>> from smesurvival import simulate_cohort, fit
     >>> m = fit("y ~ x", pd.DataFrame({"y": [0, 1, 0, 1, 1], "x": [1., 2., 2., 3., 1.]}))
     """
-    _check_options(model, vcov, weights_kind, information, conf_level)
+    check_options(model, vcov, weights_kind, information, conf_level)
     for role, col in (("cluster", cluster), ("weights", weights)):
         if col is not None and col not in data.columns:
             raise UsageError(f"{role} column '{col}' is not in the data")
@@ -140,7 +140,7 @@ def fit_arrays(
     >>> y = (rng.random(1000) < 1 / (1 + np.exp(1 - X[:, 1]))).astype(float)
     >>> res = fit_arrays(X, y, terms=["Intercept", "x"])
     """
-    _check_options(model, vcov, weights_kind, information, conf_level)
+    check_options(model, vcov, weights_kind, information, conf_level)
     X = np.asarray(X)
     if X.ndim != 2:
         raise UsageError(f"X must be a 2-d array (rows x columns); got {X.ndim} dimension(s)")
@@ -173,8 +173,9 @@ def fit_arrays(
     )
 
 
-def _check_options(model: str, vcov: str, weights_kind: str, information: str,
-                   conf_level: float) -> None:
+def check_options(model: str, vcov: str, weights_kind: str, information: str,
+                  conf_level: float) -> None:
+    """The binary models' options, checked the same way by every engine."""
     check_choice(model, BINARY_MODELS, "model")
     check_choice(vcov, VCOV_TYPES, "vcov")
     check_choice(weights_kind, WEIGHTS_KINDS, "weights_kind")

@@ -51,11 +51,8 @@ from smesurvival.errors import (
     UsageError,
 )
 from smesurvival.inference.vcov import (
-    VCOV_TYPES,
-    WEIGHTS_KINDS,
     VcovType,
     WeightsKind,
-    check_choice,
     sandwich_from_meat,
     sandwich_vcov,
 )
@@ -63,8 +60,8 @@ from smesurvival.models.checks import check_rank_gram, check_separation
 from smesurvival.models.design import ALLOWED_FUNCTIONS, parse_formula, spec_to_dict
 from smesurvival.models.families import FAMILIES, Family
 from smesurvival.models.fit import (
-    BINARY_MODELS,
     BinaryModel,
+    check_options,
     convergence_message,
     diagnostics_from_cov,
     separation_message,
@@ -270,12 +267,7 @@ def fit_stream(
     >>> res = fit_stream("survived ~ export_ratio * rd_intensity + C(industry)",
     ...                  "firms.parquet", vcov="cluster", cluster="firm_id")  # doctest: +SKIP
     """
-    check_choice(model, BINARY_MODELS, "model")
-    check_choice(vcov, VCOV_TYPES, "vcov")
-    check_choice(weights_kind, WEIGHTS_KINDS, "weights_kind")
-    check_choice(information, ("expected", "observed"), "information")
-    if not 0.0 < conf_level < 1.0:
-        raise UsageError(f"conf_level must be between 0 and 1; got {conf_level}")
+    check_options(model, vcov, weights_kind, information, conf_level)
     if batch_rows is not None and (isinstance(batch_rows, bool) or int(batch_rows) < 1):
         raise UsageError(f"batch_rows must be a whole number >= 1; got {batch_rows!r}")
     budget = parse_memory(memory)
