@@ -42,7 +42,7 @@ test: $(BIN)/python
 # also times R's survival: installed here with apt-get when Rscript is missing (skipped, with
 # a message, where apt-get is unavailable or fails).
 bench: $(BIN)/python
-	$(BIN)/python -m pip install -e '.[test,bench]' >/dev/null
+	$(BIN)/python -m pip install -e '.[test,bench,web]' >/dev/null
 	@# lifelines pins pandas<3 although it runs on pandas 3: install it without its pins
 	$(BIN)/python -m pip install --no-deps 'lifelines>=0.27,<1' 'autograd>=1.5' 'autograd-gamma>=0.3' >/dev/null
 	@if ! command -v Rscript >/dev/null 2>&1; then \
@@ -57,6 +57,9 @@ bench: $(BIN)/python
 	$(BIN)/python bench/recovery.py
 	$(BIN)/python bench/bootstrap.py
 	$(BIN)/python bench/coverage.py
+	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/simulate.py
+	$(BIN)/python bench/load.py
 
 clean:
 	rm -rf $(VENV) smesurvival-report .pytest_cache .mypy_cache .ruff_cache
