@@ -14,9 +14,11 @@ cross a stratum boundary and no Python loop runs over strata, times or rows.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy import sparse
@@ -269,21 +271,49 @@ def cox_gradient(rs: RiskSets, st: CoxState, Xd: np.ndarray,
     return xw - (st.a @ st.s1 - st.B @ st.e1)
 
 
+_PARTS = 2  # the Gram's rows are summed in this many fixed halves (same bits on any machine)
+_PARALLEL_ROWS = 8 * _BLOCK  # below this, one thread
+_POOL: ThreadPoolExecutor | None = None
+_CONTROLLER: Any = None  # threadpoolctl's controller, built once
+
+
+def _gram_part(X: np.ndarray, sq: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """sum over rows start..stop of (sqrt(v) x)(sqrt(v) x)' in row blocks (one BLAS thread)."""
+    p = X.shape[1]
+    G = np.zeros((p, p))
+    buf = np.empty((min(_BLOCK, max(stop - start, 1)), p), order="C" if X.flags.c_contiguous else "F")
+    for a in range(start, stop, _BLOCK):
+        b = min(a + _BLOCK, stop)
+        xb = buf[: b - a]
+        np.multiply(X[a:b], sq[a:b, None], out=xb)
+        G += np.dot(xb.T, xb)  # np.dot releases the GIL for this shape (``@`` does not)
+    return G
+
+
 def _gram(X: np.ndarray, v: np.ndarray) -> np.ndarray:
     """X' diag(v) X for v >= 0, as (sqrt(v) X)'(sqrt(v) X) in row blocks (bounded memory).
 
-    The block buffer has X's memory order, so filling it is a straight pass. ``v`` is
-    overwritten (by sqrt(v))."""
-    n, p = X.shape
-    G = np.zeros((p, p))
+    Large inputs are summed in two fixed halves on two threads (each with one BLAS thread:
+    many small products parallelise better by rows than inside BLAS); the halves are added in
+    a fixed order, so the result does not depend on the machine. ``v`` is overwritten."""
+    global _POOL, _CONTROLLER
+    n = X.shape[0]
     sq = np.sqrt(np.maximum(v, 0.0, out=v), out=v)
-    buf = np.empty((min(_BLOCK, n), p), order="C" if X.flags.c_contiguous else "F")
-    for start in range(0, n, _BLOCK):
-        stop = min(start + _BLOCK, n)
-        xb = buf[: stop - start]
-        np.multiply(X[start:stop], sq[start:stop, None], out=xb)
-        G += xb.T @ xb
-    return G
+    if n < _PARALLEL_ROWS:
+        return _gram_part(X, sq, 0, n)
+    mid = (n // _PARTS // _BLOCK) * _BLOCK
+    if (os.cpu_count() or 1) < 2:
+        return _gram_part(X, sq, 0, mid) + _gram_part(X, sq, mid, n)
+    if _POOL is None:
+        from threadpoolctl import ThreadpoolController
+
+        _POOL = ThreadPoolExecutor(max_workers=_PARTS, thread_name_prefix="smesurvival-gram")
+        _CONTROLLER = ThreadpoolController()
+    assert _CONTROLLER is not None
+    with _CONTROLLER.limit(limits=1):
+        lo = _POOL.submit(_gram_part, X, sq, 0, mid)
+        hi = _POOL.submit(_gram_part, X, sq, mid, n)
+        return lo.result() + hi.result()
 
 
 def cox_score_residuals(rs: RiskSets, X: np.ndarray, beta: np.ndarray) -> np.ndarray:
