@@ -423,25 +423,19 @@ def _glm_problem(full: FitResult, formula: str, model: str, data: pd.DataFrame,
 
 def _cox_problem(full: FitResult, data: pd.DataFrame, cluster: str | None) -> _Problem:
     """Case-weighted Cox refits (Efron or Breslow, as the fit) on the fit's rows."""
-    from smesurvival.models.cox import _cox_design
+    from smesurvival.models.cox import cox_inputs
 
     ex = full.extra
     if ex.get("strata") or ex.get("entry"):
         raise UsageError("the Cox bootstrap supports models without strata or entry times; "
                          "refit without them, or bootstrap by calling fit_cox per replicate")
-    cols = tuple(c for c in (ex["duration"], ex["event"], ex.get("weights"), cluster) if c)
-    for c in cols:
-        if c not in data.columns:
-            raise UsageError(f"column '{c}' of the Cox fit is not in the data; pass the data "
-                             "the model was fitted on")
-    X, terms, rows, _, _ = _cox_design(full.formula, data, None, cols)
-    if tuple(terms) != tuple(full.terms):
+    inp = cox_inputs(full.formula, data, duration=ex["duration"], event=ex["event"],
+                     weights=ex.get("weights"), cluster=cluster)
+    if tuple(inp.terms) != tuple(full.terms):
         raise UsageError("the fit's terms do not match the formula's design on these data; "
                          "pass the same data the model was fitted on")
-    time = data[ex["duration"]].to_numpy(dtype=float)[rows]
-    event = (data[ex["event"]].to_numpy(dtype=float)[rows] > 0).astype(float)
-    w = ex.get("weights")
-    base = np.ones(rows.size) if not w else data[w].to_numpy(dtype=float)[rows]
+    X, rows, time, event = inp.X, inp.rows, inp.time, inp.event
+    base = np.ones(rows.size) if inp.weights is None else inp.weights
     ties = ex.get("ties", "efron")
 
     def refit(W: np.ndarray, beta0: np.ndarray, progress: Callable[[int], None] | None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -82,24 +82,11 @@ def fit_cox(
         raise UsageError("vcov 'cluster' needs a cluster column (cluster=... / --cluster COLUMN)")
     if not 0.0 < conf_level < 1.0:
         raise UsageError(f"conf_level must be between 0 and 1; got {conf_level}")
-    rhs = formula.split("~", 1)[1] if "~" in formula else formula
-    extra_cols = tuple(c for c in (duration, event, entry, strata, weights, cluster) if c)
-    for c in extra_cols:
-        if c not in data.columns:
-            raise UsageError(f"column '{c}' is not in the data; columns are: {', '.join(map(str, data.columns))}")
-    X, terms, rows, used_flow, model_spec = _cox_design(rhs.strip(), data, flow, extra_cols)
-    if not terms:
-        raise UsageError("the Cox model needs at least one covariate")
-    time = numeric_column(data, duration, "duration", rows)
-    ev = event_indicator(numeric_column(data, event, "event", rows), event, rows)
-    start = numeric_column(data, entry, "entry", rows) if entry else None
-    check_durations(time, duration, rows, start, entry)
-    w = numeric_column(data, weights, "weights", rows) if weights else None
-    if w is not None and ((w < 0).any() or not np.isfinite(w).all()):
-        raise DataValidationError(f"weights column '{weights}' has negative or infinite values")
-    st = data[strata].to_numpy()[rows] if strata else None
-    if ev.sum() == 0:
-        raise DataValidationError(f"column '{event}': every row is censored (no events), so a Cox model cannot be fitted")
+    rhs = (formula.split("~", 1)[1] if "~" in formula else formula).strip()
+    inp = cox_inputs(rhs, data, duration=duration, event=event, entry=entry, strata=strata,
+                     weights=weights, cluster=cluster, flow=flow)
+    X, terms, rows, used_flow, model_spec = inp.X, inp.terms, inp.rows, inp.flow, inp.spec
+    time, ev, start, w, st = inp.time, inp.event, inp.entry, inp.weights, inp.strata
     p = X.shape[1]
     est = cox_newton(X, time, ev, entry=start, strata=st, weights=w, ties=ties, tol=tol,
                      max_iter=max_iter,
@@ -157,6 +144,47 @@ def fit_cox(
         cluster_var=cluster, diagnostics=Diagnostics(condition_number=float(np.linalg.cond(est.info))),
         design_spec=spec_to_dict(model_spec), extra=extra, baseline=baseline, _spec=model_spec,
     )
+
+
+@dataclass(frozen=True)
+class CoxInputs:
+    """A Cox model's checked inputs on the rows used: design, times, events, entry, weights."""
+
+    X: np.ndarray  # row-major, no intercept
+    terms: tuple[str, ...]
+    rows: np.ndarray
+    flow: SampleFlow
+    spec: Any  # formulaic ModelSpec (prediction on new data)
+    time: np.ndarray
+    event: np.ndarray  # 0/1
+    entry: np.ndarray | None
+    weights: np.ndarray | None
+    strata: np.ndarray | None
+
+
+def cox_inputs(rhs: str, data: pd.DataFrame, *, duration: str, event: str,
+               entry: str | None = None, strata: str | None = None, weights: str | None = None,
+               cluster: str | None = None, flow: SampleFlow | None = None) -> CoxInputs:
+    """Check the columns, build the design on the complete rows, and read and check the
+    durations, event codes, entry times and weights (one place for every Cox fitter)."""
+    extra_cols = tuple(c for c in (duration, event, entry, strata, weights, cluster) if c)
+    for c in extra_cols:
+        if c not in data.columns:
+            raise UsageError(f"column '{c}' is not in the data; columns are: {', '.join(map(str, data.columns))}")
+    X, terms, rows, used_flow, model_spec = _cox_design(rhs, data, flow, extra_cols)
+    if not terms:
+        raise UsageError("the Cox model needs at least one covariate")
+    time = numeric_column(data, duration, "duration", rows)
+    ev = event_indicator(numeric_column(data, event, "event", rows), event, rows)
+    start = numeric_column(data, entry, "entry", rows) if entry else None
+    check_durations(time, duration, rows, start, entry)
+    w = numeric_column(data, weights, "weights", rows) if weights else None
+    if w is not None and ((w < 0).any() or not np.isfinite(w).all()):
+        raise DataValidationError(f"weights column '{weights}' has negative or infinite values")
+    st = data[strata].to_numpy()[rows] if strata else None
+    if ev.sum() == 0:
+        raise DataValidationError(f"column '{event}': every row is censored (no events), so a Cox model cannot be fitted")
+    return CoxInputs(X, terms, rows, used_flow, model_spec, time, ev, start, w, st)
 
 
 @dataclass(frozen=True)

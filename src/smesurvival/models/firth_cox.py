@@ -42,9 +42,9 @@ import pandas as pd
 from scipy import linalg, stats
 
 from smesurvival.data.flow import SampleFlow
-from smesurvival.errors import ConvergenceError, DataValidationError, UsageError
+from smesurvival.errors import ConvergenceError, UsageError
 from smesurvival.inference.vcov import check_choice
-from smesurvival.models.cox import TIES, _baseline, _cox_design, check_null_information
+from smesurvival.models.cox import TIES, _baseline, check_null_information, cox_inputs
 from smesurvival.models.cox_kernel import (
     CoxSums,
     RiskSets,
@@ -56,7 +56,6 @@ from smesurvival.models.cox_kernel import (
 from smesurvival.models.design import spec_to_dict
 from smesurvival.models.firth import Maximum, maximise_penalized, profile_interval
 from smesurvival.models.result import Diagnostics, FitResult
-from smesurvival.models.survdata import check_durations, event_indicator, numeric_column
 
 __all__ = ["CoxFirth", "FirthCoxProblem", "FirthCoxState", "cox_firth", "fit_cox_firth"]
 
@@ -270,24 +269,10 @@ def fit_cox_firth(
     if tol <= 0 or max_iter < 1:
         raise UsageError(f"tol must be positive and max_iter at least 1; got {tol}, {max_iter}")
     rhs = (formula.split("~", 1)[1] if "~" in formula else formula).strip()
-    extra_cols = tuple(c for c in (duration, event, entry, strata, weights) if c)
-    for c in extra_cols:
-        if c not in data.columns:
-            raise UsageError(f"column '{c}' is not in the data; columns are: {', '.join(map(str, data.columns))}")
-    X, terms, rows, used_flow, model_spec = _cox_design(rhs, data, flow, extra_cols)
-    if not terms:
-        raise UsageError("the Cox model needs at least one covariate")
-    time = numeric_column(data, duration, "duration", rows)
-    ev = event_indicator(numeric_column(data, event, "event", rows), event, rows)
-    start = numeric_column(data, entry, "entry", rows) if entry else None
-    check_durations(time, duration, rows, start, entry)
-    w = numeric_column(data, weights, "weights", rows) if weights else None
-    if w is not None and ((w < 0).any() or not np.isfinite(w).all()):
-        raise DataValidationError(f"weights column '{weights}' has negative or infinite values")
-    st = data[strata].to_numpy()[rows] if strata else None
-    if ev.sum() == 0:
-        raise DataValidationError(
-            f"column '{event}': every row is censored (no events), so a Cox model cannot be fitted")
+    inp = cox_inputs(rhs, data, duration=duration, event=event, entry=entry, strata=strata,
+                     weights=weights, flow=flow)
+    X, terms, used_flow, model_spec = inp.X, inp.terms, inp.flow, inp.spec
+    time, ev, start, w, st = inp.time, inp.event, inp.entry, inp.weights, inp.strata
     est = cox_firth(X, time, ev, entry=start, strata=st, weights=w, ties=ties, tol=tol,
                     max_iter=max_iter,
                     check=lambda null, Xd, wd: check_null_information(null.info, Xd, wd, terms, st))
