@@ -55,3 +55,21 @@ def test_text_cell_deep_in_a_streamed_csv(tmp_path: Path) -> None:
 def test_mixed_codes_in_an_explicit_category_pass() -> None:
     d = _frame().assign(code=lambda f: np.where(np.arange(len(f)) % 7 == 0, "3A", "10"))
     assert "C(code)[T.3A]" in fit("y ~ x1 + C(code)", d).terms
+
+
+@pytest.mark.parametrize("name", ["bom_utf8.csv", "cp949_korean.csv", "latin1.csv"])
+def test_streamed_csv_decodes_as_the_in_memory_reader(name: str) -> None:
+    """The stream engine's CSV source uses the readers' encoding rules (BOM, CP949, Latin-1)."""
+    from smesurvival.data.readers import read_data
+    from smesurvival.scale.sources import CsvSource
+
+    path = Path(__file__).parent / "bad_inputs" / name
+    src = CsvSource(path, 1 << 20)
+    assert list(src.columns) == [str(c) for c in read_data(path).frame.columns]
+    cols = ["firm_id", "industry", "employees"]
+    src.settle_types(cols)  # the engine's first pass: types (and a non-UTF-8 file) settled
+    frames = list(src.frames(cols, 10_000))
+    mem = read_data(path).frame
+    got = pd.concat(frames, ignore_index=True)
+    assert got["industry"].astype(str).tolist() == mem["industry"].astype(str).tolist()
+    np.testing.assert_allclose(got["employees"].to_numpy(float), mem["employees"].to_numpy(float))

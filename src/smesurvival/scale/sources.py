@@ -263,13 +263,15 @@ class CsvSource(BatchSource):
         super().__init__()
         import pyarrow.csv as pacsv
 
-        from smesurvival.data.readers import sniff_delimiter
+        from smesurvival.data.readers import legacy_encoding, sniff_delimiter, text_encoding
 
         self.label = str(path)
         self._path = path
         self._block = int(min(max(block_bytes, 1 << 16), 1 << 28))
         self._parse = pacsv.ParseOptions(delimiter=sniff_delimiter(path))
-        self._encoding = "utf8"
+        declared = text_encoding(path)  # the in-memory reader's rules: BOM, UTF-16, not-text
+        self._encoding = "utf8" if declared.replace("-", "") == "utf8" else declared
+        self._legacy = lambda: legacy_encoding(path)  # CP949 (Korean) or Windows-1252
         self._column_types: dict[str, pa.DataType] = {}
         try:
             header = self._open([], None, 1 << 16)
@@ -278,7 +280,7 @@ class CsvSource(BatchSource):
         except pa.ArrowInvalid as exc:
             if "utf8" not in str(exc).lower():
                 raise DataReadError(f"cannot read {path} as CSV: {_short(exc)}") from exc
-            self._encoding = "cp1252"
+            self._encoding = self._legacy()
             header = self._open([], None, 1 << 16)
             raw = header.schema.names
             header.close()
@@ -334,7 +336,7 @@ class CsvSource(BatchSource):
                 offset += rb.num_rows
         except pa.ArrowInvalid as exc:
             if "utf8" in str(exc).lower() and self._encoding == "utf8":
-                self._encoding = "cp1252"
+                self._encoding = self._legacy()
                 self.settle_types(columns)
                 return
             raise DataReadError(f"cannot read {self.label} as CSV: {_short(exc)}") from exc
