@@ -32,6 +32,8 @@ from smesurvival.models.cox_kernel import (
     cox_partial_sums,
     cox_score_residuals,
     cox_state,
+    fill_rows,
+    one_blas_thread,
 )
 from smesurvival.models.design import (
     build_design,
@@ -91,8 +93,8 @@ def fit_cox(
     est = cox_newton(X, time, ev, entry=start, strata=st, weights=w, ties=ties, tol=tol,
                      max_iter=max_iter,
                      check=lambda null, Xd, wd: check_null_information(null.info, Xd, wd, terms, st))
-    col_sums = (w @ X) if w is not None else X.sum(axis=0)
     rs, s0, final = est.risk_sets, est.null, est.final
+    col_sums = s0.state.rx_total * math.exp(s0.state.shift)  # w'X, from the pass at beta = 0
     if not est.converged or not np.all(np.isfinite(est.params)):
         check_monotone(est.params, None, s0.info, rs.w_death.sum(), terms)
         raise ConvergenceError(
@@ -228,7 +230,14 @@ def cox_newton(
     kernel's fast layout; no copy when it already is). ``check(null, Xd, w_death)`` runs on the
     evaluation at beta = 0 (before any step), e.g. :func:`check_null_information`.
     """
-    X = np.ascontiguousarray(X, dtype=float)
+    with one_blas_thread():  # the kernel splits rows over two threads itself
+        return _newton(np.ascontiguousarray(X, dtype=float), time, event, entry, strata, weights,
+                       ties, tol, max_iter, check)
+
+
+def _newton(X: np.ndarray, time: np.ndarray, event: np.ndarray, entry: np.ndarray | None,
+            strata: np.ndarray | None, weights: np.ndarray | None, ties: Ties, tol: float,
+            max_iter: int, check: Callable[[CoxSums, np.ndarray, np.ndarray], None] | None) -> CoxNewton:
     rs = build_risk_sets(time, event, entry=entry, strata=strata, weights=weights, ties=ties)
     Xd = X[rs.death_rows]
     xw = Xd.T @ rs.w_death
@@ -249,14 +258,14 @@ def cox_newton(
             break
         if np.isfinite(prev_full) and size <= 0.5 * prev_full and size * (size / prev_full) <= limit:
             beta = beta + step
-            st = cox_state(rs, X, beta, Xd=Xd)  # no Gram: exact loglik, baseline, score
+            st = cox_state(rs, X, beta, Xd=Xd, shift_hint=cur.state.eta_max)  # no Gram: exact loglik, baseline, score
             cur = CoxSums(cox_gradient(rs, st, Xd, xw), cur.info, st.loglik, st)
             converged, step_max, steps, loglik = True, size, steps + 1, st.loglik
             break
         t = 1.0
         for _ in range(40):
             cand = beta + t * step
-            new = cox_partial_sums(rs, X, cand, Xd, xw)
+            new = cox_partial_sums(rs, X, cand, Xd, xw, shift_hint=cur.state.eta_max)
             evaluations += 1
             if np.isfinite(new.loglik) and new.loglik >= cur.loglik - 1e-12 * (1 + abs(cur.loglik)):
                 break
@@ -308,14 +317,7 @@ def _cox_design(rhs: str, data: pd.DataFrame, flow: SampleFlow | None,
         return X, tuple(design.terms[j] for j in keep), design.rows, design.flow, design.spec
     rows, used_flow = drop_missing(data, parsed.variables + extra_cols,
                                    flow if flow is not None else SampleFlow(len(data)))
-    # filled in row blocks: contiguous column reads, writes that stay in cache
-    X = np.empty((rows.size, len(terms)))
-    cols = [data[t].to_numpy(dtype=float) for t in terms]
-    every = rows.size == len(data)
-    for a in range(0, rows.size, 16384):
-        xb, rb = X[a:a + 16384], (slice(a, a + 16384) if every else rows[a:a + 16384])
-        for j, col in enumerate(cols):
-            xb[:, j] = col[rb]
+    X = fill_rows([data[t].to_numpy(dtype=float) for t in terms], rows, len(data))
     spec = spec_from_dict({"formula": " + ".join(terms), "intercept": True, "transform_state": {},
                            "encoder_state": {t: {"kind": "numerical"} for t in terms}})
     return X, terms, rows, used_flow, spec

@@ -15,16 +15,25 @@ cross a stratum boundary and no Python loop runs over strata, times or rows.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from scipy import sparse
 
 Ties = Literal["efron", "breslow"]
-_BLOCK = 16384  # rows per Gram block: 16384 x p doubles stay in cache
+_T = TypeVar("_T")
+_BLOCK = 16384  # rows per block of the passes over X: 16384 x p doubles stay in cache
+_ONES = np.ones(_BLOCK)
+try:  # scipy's compiled CSC products, accumulating in place (see _add_per_time)
+    from scipy.sparse._sparsetools import csc_matvec as _CSC_MATVEC
+    from scipy.sparse._sparsetools import csc_matvecs as _CSC_MATVECS
+except ImportError:  # pragma: no cover - a scipy that moved them: the public product is used
+    _CSC_MATVEC = _CSC_MATVECS = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,11 @@ class RiskSets:
     stratum_of_time: np.ndarray  # (K+1,) stratum code of each id (index 0: -1)
     has_lower: bool  # entry times, or several strata: risk intervals have a lower bound
     ties: str
+
+    @cached_property
+    def unit_weights(self) -> bool:
+        """Every case weight is 1 (then r = exp(eta - shift): one array less per pass)."""
+        return bool(np.all(self.weights == 1.0))
 
     @cached_property
     def k_death(self) -> np.ndarray:
@@ -98,20 +112,28 @@ def build_risk_sets(
     time = np.asarray(time, dtype=float)
     event = np.asarray(event, dtype=float)
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
-    codes = np.zeros(n, dtype=np.int64) if strata is None else np.unique(strata, return_inverse=True)[1].ravel()
-    n_strata = int(codes.max()) + 1 if n else 0
+    codes = None if strata is None else np.unique(strata, return_inverse=True)[1].ravel()
+    n_strata = (int(codes.max()) + 1 if codes is not None else 1) if n else 0
     ev = (event > 0) & (w > 0)  # a zero-weight row (e.g. not drawn in a bootstrap) is no event
-    k_exit = np.zeros(n, dtype=np.int64)
-    k_entry = np.zeros(n, dtype=np.int64)
     times_all = [np.array([-np.inf])]
     strata_all = [np.array([-1])]
     offset = 0
-    for s in range(n_strata):  # a handful of strata: bookkeeping only, no per-row work
+    if n_strata == 1:  # no per-stratum bookkeeping: ids straight from the times
+        ut = np.unique(time[ev])
+        k_exit = _time_ids(ut, time)
+        k_entry = _time_ids(ut, np.asarray(entry, dtype=float)) if entry is not None else np.zeros(n, dtype=np.int64)
+        times_all.append(ut)
+        strata_all.append(np.zeros(ut.size, dtype=np.int64))
+        offset = ut.size
+    else:
+        k_exit = np.zeros(n, dtype=np.int64)
+        k_entry = np.zeros(n, dtype=np.int64)
+    for s in range(n_strata if n_strata > 1 else 0):  # a handful of strata: bookkeeping only
         rows = np.flatnonzero(codes == s)
         ut = np.unique(time[rows][ev[rows]])
-        k_exit[rows] = offset + np.searchsorted(ut, time[rows], side="right")
+        k_exit[rows] = offset + _time_ids(ut, time[rows])
         if entry is not None:
-            k_entry[rows] = offset + np.searchsorted(ut, entry[rows], side="right")
+            k_entry[rows] = offset + _time_ids(ut, entry[rows])
         else:
             k_entry[rows] = offset
         times_all.append(ut)
@@ -140,6 +162,36 @@ def build_risk_sets(
     )
 
 
+def _time_ids(times: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Id of the last event time <= t for each row (0: before the first), in two row halves."""
+    parts = _parts(t.size)
+    out = np.empty(t.size, dtype=np.int64)
+
+    def ids(_: int, a: int, z: int) -> None:
+        out[a:z] = np.searchsorted(times, t[a:z], side="right")
+
+    _each_part(parts, ids)
+    return out
+
+
+def fill_rows(cols: list[np.ndarray], rows: np.ndarray, n_all: int) -> np.ndarray:
+    """The row-major design (the kernel's layout) from float columns, on the rows used:
+    filled in row blocks (contiguous column reads, writes that stay in cache), the two row
+    halves on two threads."""
+    X = np.empty((rows.size, len(cols)))
+    every = rows.size == n_all
+
+    def fill(_: int, a0: int, z0: int) -> None:
+        for a in range(a0, z0, _BLOCK):
+            z = min(a + _BLOCK, z0)
+            xb, rb = X[a:z], (slice(a, z) if every else rows[a:z])
+            for j, col in enumerate(cols):
+                xb[:, j] = col[rb]
+
+    _each_part(_parts(rows.size), fill)
+    return X
+
+
 def _revcumsum(a: np.ndarray) -> np.ndarray:
     return np.cumsum(a[::-1], axis=0)[::-1]
 
@@ -165,14 +217,57 @@ def _per_time(ids: np.ndarray, values: np.ndarray, X: np.ndarray, size: int,
     return out
 
 
+_PARTS = 2  # rows are processed in this many fixed halves (same bits on any machine)
+_PARALLEL_ROWS = 2 * _BLOCK  # below this, one part
+_POOL: ThreadPoolExecutor | None = None
+_CONTROLLER: Any = None  # threadpoolctl's controller, built once
+
+
+def _parts(n: int) -> tuple[tuple[int, int], ...]:
+    """The fixed row ranges of the kernel's passes: two halves split at a block boundary."""
+    if n < _PARALLEL_ROWS:
+        return ((0, n),)
+    mid = (n // _PARTS // _BLOCK) * _BLOCK
+    return ((0, mid), (mid, n))
+
+
+def _each_part(parts: tuple[tuple[int, int], ...], fn: Callable[[int, int, int], _T]) -> list[_T]:
+    """``fn(part, start, stop)`` for each row range, the two halves on two threads (numpy's
+    loops, ``np.dot`` and scipy's sparse products release the GIL); results in part order."""
+    global _POOL
+    if len(parts) == 1 or (os.cpu_count() or 1) < 2:
+        return [fn(i, a, z) for i, (a, z) in enumerate(parts)]
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smesurvival-cox")
+    first = _POOL.submit(fn, 0, *parts[0])
+    second = fn(1, *parts[1])
+    return [first.result(), second]
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS on one thread while the kernel splits rows over two (no oversubscription, and
+    no idle BLAS workers spinning against the row halves)."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER = ThreadpoolController()
+    with _CONTROLLER.limit(limits=1):
+        yield
+
+
 @dataclass(frozen=True)
 class CoxState:
     """Per-event-time quantities at one beta, shared by the sums, residuals and tests."""
 
     eta: np.ndarray
-    shift: float
+    shift: float  # within a few hundred of max(eta) (exp(eta - shift) stays finite)
+    eta_max: float
     expeta: np.ndarray  # exp(eta - shift), unweighted
-    c: np.ndarray  # (n,) sum of A_k over each row's risk interval
+    r: np.ndarray  # weights * expeta (expeta itself with unit weights)
+    rx_total: np.ndarray  # (p,) sum over all rows of r x (at beta = 0 with shift 0: w'X)
+    C: np.ndarray  # (K+1,) cumulative sum of A_k = sum over Efron terms of wt / den
     s0: np.ndarray  # (K+1,)
     s1: np.ndarray  # (K+1, p)
     e1: np.ndarray  # (K+1, p)
@@ -182,6 +277,13 @@ class CoxState:
     loglik: float
     pair_k: np.ndarray
     pair_frac: np.ndarray
+    risk_sets: RiskSets
+
+    @cached_property
+    def c(self) -> np.ndarray:
+        """(n,) sum of A_k over each row's risk interval."""
+        rs = self.risk_sets
+        return self.C[rs.k_exit] - self.C[rs.k_entry] if rs.has_lower else self.C[rs.k_exit]
 
     @property
     def means(self) -> np.ndarray:
@@ -190,37 +292,132 @@ class CoxState:
         return (self.s1[k] - f[:, None] * self.e1[k]) / self.den[:, None]
 
 
+_SHIFT_SLACK = 300.0  # a shift within this of max(eta) keeps exp(eta - shift) finite and exact
+
+
 def cox_state(rs: RiskSets, X: np.ndarray, beta: np.ndarray, offset: np.ndarray | None = None,
-              Xd: np.ndarray | None = None) -> CoxState:
+              Xd: np.ndarray | None = None, shift_hint: float | None = None) -> CoxState:
     """Risk-set sums S0, S1, the Efron means and per-row cumulative weights at ``beta``.
 
-    ``Xd`` may hold ``X[rs.death_rows]`` precomputed (saves one gather per iteration)."""
-    eta = X @ beta if X.shape[1] else np.zeros(rs.n)
+    The rows are read in two fixed halves on two threads, in blocks that stay in cache: per
+    block X beta, exp(eta - shift), the weights r and the per-time sums of r and r x (exits,
+    entries and deaths), added block by block and half by half in a fixed order. The shift
+    keeps exp finite: any value within a few hundred of max(eta) gives the same sums to the
+    last bits, so a Newton fit passes the previous evaluation's maximum (``shift_hint``) and X
+    is read once; without a hint, or when the hint is too far from the maximum found, eta is
+    computed first and the maximum itself is used. ``Xd`` may hold ``X[rs.death_rows]``."""
+    n = X.shape[0]
+    parts = _parts(n)
+    b = np.ascontiguousarray(beta, dtype=float)
+    eta, expeta = np.empty(n), np.empty(n)
+    r = expeta if rs.unit_weights else np.empty(n)
+    Xd = X[rs.death_rows] if Xd is None else Xd
+    if not np.any(b) and offset is None:
+        shift_hint = 0.0  # eta is 0: the exact maximum is known
+    with one_blas_thread():
+        if shift_hint is not None and np.isfinite(shift_hint):
+            got = _each_part(parts, lambda i, a, z: _pass(rs, X, Xd, b, offset, shift_hint, eta, expeta, r,
+                                                          a, z, True))
+            top = float(np.max([g[0] for g in got])) if n else shift_hint
+            shift = shift_hint
+            if not abs(top - shift_hint) <= _SHIFT_SLACK:  # also NaN: recompute with the maximum
+                shift = _finite_shift(top)
+                got = _each_part(parts, lambda i, a, z: _pass(rs, X, Xd, b, offset, shift, eta, expeta, r,
+                                                              a, z, False))
+        else:
+            maxima = _each_part(parts, lambda i, a, z: _linear(X, b, offset, eta, a, z))
+            top = float(np.max(maxima)) if n else 0.0
+            shift = _finite_shift(top)
+            got = _each_part(parts, lambda i, a, z: _pass(rs, X, Xd, b, offset, shift, eta, expeta, r,
+                                                          a, z, False))
+        return _finish(rs, [g[1:] for g in got], eta, shift, top, expeta, r)
+
+
+def _finite_shift(top: float) -> float:
+    """The maximum of eta as a shift (NaN stays NaN: the fit then sees a NaN likelihood)."""
+    return top if np.isfinite(top) or np.isnan(top) else 0.0
+
+
+def _linear(X: np.ndarray, b: np.ndarray, offset: np.ndarray | None, eta: np.ndarray,
+            a: int, z: int) -> float:
+    """eta = X beta (+ offset) on rows a..z; returns its maximum."""
+    e = eta[a:z]
+    if X.shape[1]:
+        np.dot(X[a:z], b, out=e)
+    else:
+        e.fill(0.0)
     if offset is not None:
-        eta = eta + offset
-    shift = float(eta.max()) if eta.size else 0.0
-    expeta = np.subtract(eta, shift)
-    np.exp(expeta, out=expeta)
-    r = rs.weights * expeta
+        e += offset[a:z]
+    return float(e.max()) if z > a else -np.inf
+
+
+def _pass(rs: RiskSets, X: np.ndarray, Xd: np.ndarray, b: np.ndarray, offset: np.ndarray | None,
+          shift: float, eta: np.ndarray, expeta: np.ndarray, r: np.ndarray, a0: int, z0: int,
+          linear: bool) -> tuple[Any, ...]:
+    """Rows a0..z0 in cache-sized blocks: (eta if ``linear``,) exp, r and the per-time sums.
+
+    Returns (max eta, exit S0, exit S1[, entry S0, entry S1], death E0, death E1) for the rows."""
     K1 = rs.n_times + 1
-    s0 = _revcumsum(np.bincount(rs.k_exit, weights=r, minlength=K1))
-    s1 = _revcumsum(_per_time(rs.k_exit, r, X, K1, rs.csc_exit))
-    if rs.has_lower:
-        s0 = s0 - _revcumsum(np.bincount(rs.k_entry, weights=r, minlength=K1))
-        s1 = s1 - _revcumsum(_per_time(rs.k_entry, r, X, K1, rs.csc_entry))
+    p = X.shape[1]
     dr = rs.death_rows
-    kd = rs.k_death
-    rd = r[dr]
-    e0 = np.bincount(kd, weights=rd, minlength=K1)
-    e1 = _per_time(kd, rd, X[dr] if Xd is None else Xd, K1, rs.csc_death)
+    cuts = np.searchsorted(dr, list(range(a0, z0, _BLOCK)) + [z0])
+    sums = [np.zeros(K1) if j % 2 == 0 else np.zeros((K1, p)) for j in range(6 if rs.has_lower else 4)]
+    top = -np.inf
+    ids = [(rs.k_exit, rs.csc_exit[0])] + ([(rs.k_entry, rs.csc_entry[0])] if rs.has_lower else [])
+    for j, a in enumerate(range(a0, z0, _BLOCK)):
+        z = min(a + _BLOCK, z0)
+        if linear:
+            top = float(np.maximum(top, _linear(X, b, offset, eta, a, z)))  # NaN propagates
+        ex = expeta[a:z]
+        np.exp(np.subtract(eta[a:z], shift, out=ex), out=ex)
+        rr = r[a:z]
+        if r is not expeta:
+            np.multiply(rs.weights[a:z], ex, out=rr)
+        ip = rs._indptr
+        for t, (k, kc) in enumerate(ids):
+            _add_per_time(sums[2 * t], sums[2 * t + 1], k[a:z], kc[a:z], ip, rr, X[a:z])
+        da, dz = int(cuts[j]), int(cuts[j + 1])
+        if dz > da:
+            _add_per_time(sums[-2], sums[-1], rs.k_death[da:dz], rs.csc_death[0][da:dz], ip,
+                          r[dr[da:dz]], Xd[da:dz])
+    return (top, *sums)
+
+
+def _add_per_time(s0: np.ndarray, s1: np.ndarray, ids: np.ndarray, ids_csc: np.ndarray,
+                  indptr: np.ndarray, values: np.ndarray, X: np.ndarray) -> None:
+    """s0[k] += sum of ``values`` and s1[k] += sum of ``values * x`` over the rows with id k.
+
+    scipy's compiled CSC products (the kernels behind ``csc_matrix @ X``) add into s0 and s1
+    in place without the GIL, so the two row halves run in parallel; the public sparse
+    product (a new matrix per block, the GIL held while it is built) is the fallback."""
+    m = values.size
+    if _CSC_MATVECS is not None and X.flags.c_contiguous and s1.flags.c_contiguous:
+        ones = _ONES if _ONES.size >= m else np.ones(m)
+        _CSC_MATVECS(s1.shape[0], m, X.shape[1], indptr, ids_csc, values, X.ravel(), s1.ravel())
+        _CSC_MATVEC(s0.size, m, indptr, ids_csc, values, ones, s0)
+        return
+    s0 += np.bincount(ids, weights=values, minlength=s0.size)
+    s1 += _per_time(ids, values, X, s0.size, (ids_csc, indptr[: m + 1]))
+
+
+def _finish(rs: RiskSets, got: list[tuple[Any, ...]], eta: np.ndarray, shift: float, top: float,
+            expeta: np.ndarray, r: np.ndarray) -> CoxState:
+    """Add the halves' per-time sums (in a fixed order) and form S0, S1, the Efron
+    denominators, the cumulative weights and the log partial likelihood."""
+    K1 = rs.n_times + 1
+    tot = [sum(g[1:], g[0]) for g in zip(*got, strict=True)]
+    s0, s1 = _revcumsum(tot[0]), _revcumsum(tot[1])
+    if rs.has_lower:
+        s0, s1 = s0 - _revcumsum(tot[2]), s1 - _revcumsum(tot[3])
+    e0, e1 = tot[-2], tot[-1]
     k, frac, wt = rs.pair_k, rs.pair_frac, rs.pair_wt
     den = s0[k] - frac * e0[k]
-    a = np.bincount(k, weights=wt / den, minlength=rs.n_times + 1)
-    B = np.bincount(k, weights=wt * frac / den, minlength=rs.n_times + 1)
+    a = np.bincount(k, weights=wt / den, minlength=K1)
+    B = np.bincount(k, weights=wt * frac / den, minlength=K1)
     C = np.cumsum(a)
-    c = C[rs.k_exit] - C[rs.k_entry] if rs.has_lower else C[rs.k_exit]
-    ll = float(rs.w_death @ eta[dr] - (wt * (np.log(den) + shift)).sum())
-    return CoxState(eta, shift, expeta, c, s0, s1, e1, den, B, a, ll, k, frac)
+    ll = float(rs.w_death @ eta[rs.death_rows] - (wt * (np.log(den) + shift)).sum())
+    return CoxState(eta, shift, top, expeta, r, tot[1].sum(axis=0), C, s0, s1, e1, den, B, a, ll, k,
+                    frac, rs)
 
 
 @dataclass(frozen=True)
@@ -234,21 +431,22 @@ class CoxSums:
 
 
 def cox_partial_sums(rs: RiskSets, X: np.ndarray, beta: np.ndarray,
-                     Xd: np.ndarray | None = None, xw_death: np.ndarray | None = None) -> CoxSums:
+                     Xd: np.ndarray | None = None, xw_death: np.ndarray | None = None,
+                     shift_hint: float | None = None) -> CoxSums:
     """One Newton step's pieces, as matrix products (no loop over events).
 
-    X is read three times (``X @ beta``, the per-time sums, the Gram matrix); keep it
-    row-major (C order) for speed. ``Xd`` may hold ``X[rs.death_rows]`` and ``xw_death``
-    the constant ``Xd' w_death`` (both save work per iteration)."""
-    st = cox_state(rs, X, beta, Xd=Xd)
-    dr = rs.death_rows
-    if Xd is None:
-        Xd = X[dr]
-    r = rs.weights * st.expeta
-    rd = r[dr]
-    # v_i = r_i (c_i - [death] B_k): the weight of row i in the risk-set second moments
-    v = np.multiply(r, st.c, out=r)
-    v[dr] -= rd * st.B[rs.k_death]
+    X is read twice (X beta with the per-time sums, then the Gram matrix; three times without
+    ``shift_hint``, see :func:`cox_state`), each pass in two row halves on two threads; keep X
+    row-major (C order) for speed. ``Xd`` may hold ``X[rs.death_rows]`` and ``xw_death`` the
+    constant ``Xd' w_death`` (both save work per iteration)."""
+    with one_blas_thread():
+        return _partial_sums(rs, X, beta, X[rs.death_rows] if Xd is None else Xd, xw_death,
+                             shift_hint)
+
+
+def _partial_sums(rs: RiskSets, X: np.ndarray, beta: np.ndarray, Xd: np.ndarray,
+                  xw_death: np.ndarray | None, shift_hint: float | None) -> CoxSums:
+    st = cox_state(rs, X, beta, Xd=Xd, shift_hint=shift_hint)
     grad = cox_gradient(rs, st, Xd, xw_death)
     # sum over Efron terms of wt * mean mean', expanded per event time so no (P, p) array forms:
     # mean = (S1 - f E1) / den  ->  alpha S1 S1' - beta (S1 E1' + E1 S1') + gamma E1 E1'
@@ -259,7 +457,7 @@ def cox_partial_sums(rs: RiskSets, X: np.ndarray, beta: np.ndarray,
     gamma = np.bincount(rs.pair_k, weights=q * rs.pair_frac**2, minlength=K1)
     se = (st.s1 * beta_[:, None]).T @ st.e1
     mm = (st.s1 * alpha[:, None]).T @ st.s1 - se - se.T + (st.e1 * gamma[:, None]).T @ st.e1
-    info = _gram(X, v) - mm
+    info = _risk_gram(rs, X, st) - mm
     return CoxSums(grad, (info + info.T) / 2.0, st.loglik, st)
 
 
@@ -271,49 +469,38 @@ def cox_gradient(rs: RiskSets, st: CoxState, Xd: np.ndarray,
     return xw - (st.a @ st.s1 - st.B @ st.e1)
 
 
-_PARTS = 2  # the Gram's rows are summed in this many fixed halves (same bits on any machine)
-_PARALLEL_ROWS = 8 * _BLOCK  # below this, one thread
-_POOL: ThreadPoolExecutor | None = None
-_CONTROLLER: Any = None  # threadpoolctl's controller, built once
+def _risk_gram(rs: RiskSets, X: np.ndarray, st: CoxState) -> np.ndarray:
+    """X' diag(v) X with v_i = r_i (c_i - [death] B_k), the risk-set second moments, in two
+    fixed row halves on two threads; v is formed per half, no n-length temporary survives."""
+    dr = rs.death_rows
+    parts = _parts(X.shape[0])
+    cuts = np.searchsorted(dr, [a for a, _ in parts] + [X.shape[0]])
+
+    def half(i: int, a: int, z: int) -> np.ndarray:
+        v = st.C[rs.k_exit[a:z]]
+        if rs.has_lower:
+            v -= st.C[rs.k_entry[a:z]]
+        v *= st.r[a:z]
+        d = dr[int(cuts[i]):int(cuts[i + 1])]
+        v[d - a] -= st.r[d] * st.B[rs.k_exit[d]]
+        return _gram_part(X, np.sqrt(np.maximum(v, 0.0, out=v), out=v), a, z)
+
+    grams = _each_part(parts, half)
+    return grams[0] + grams[1] if len(grams) > 1 else grams[0]
 
 
 def _gram_part(X: np.ndarray, sq: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """sum over rows start..stop of (sqrt(v) x)(sqrt(v) x)' in row blocks (one BLAS thread)."""
+    """sum over rows start..stop of (sq x)(sq x)' in row blocks (``sq`` holds the rows
+    start..stop only; one BLAS thread): X' diag(sq^2) X without an n x p temporary."""
     p = X.shape[1]
     G = np.zeros((p, p))
     buf = np.empty((min(_BLOCK, max(stop - start, 1)), p), order="C" if X.flags.c_contiguous else "F")
     for a in range(start, stop, _BLOCK):
         b = min(a + _BLOCK, stop)
         xb = buf[: b - a]
-        np.multiply(X[a:b], sq[a:b, None], out=xb)
+        np.multiply(X[a:b], sq[a - start:b - start, None], out=xb)
         G += np.dot(xb.T, xb)  # np.dot releases the GIL for this shape (``@`` does not)
     return G
-
-
-def _gram(X: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """X' diag(v) X for v >= 0, as (sqrt(v) X)'(sqrt(v) X) in row blocks (bounded memory).
-
-    Large inputs are summed in two fixed halves on two threads (each with one BLAS thread:
-    many small products parallelise better by rows than inside BLAS); the halves are added in
-    a fixed order, so the result does not depend on the machine. ``v`` is overwritten."""
-    global _POOL, _CONTROLLER
-    n = X.shape[0]
-    sq = np.sqrt(np.maximum(v, 0.0, out=v), out=v)
-    if n < _PARALLEL_ROWS:
-        return _gram_part(X, sq, 0, n)
-    mid = (n // _PARTS // _BLOCK) * _BLOCK
-    if (os.cpu_count() or 1) < 2:
-        return _gram_part(X, sq, 0, mid) + _gram_part(X, sq, mid, n)
-    if _POOL is None:
-        from threadpoolctl import ThreadpoolController
-
-        _POOL = ThreadPoolExecutor(max_workers=_PARTS, thread_name_prefix="smesurvival-gram")
-        _CONTROLLER = ThreadpoolController()
-    assert _CONTROLLER is not None
-    with _CONTROLLER.limit(limits=1):
-        lo = _POOL.submit(_gram_part, X, sq, 0, mid)
-        hi = _POOL.submit(_gram_part, X, sq, mid, n)
-        return lo.result() + hi.result()
 
 
 def cox_score_residuals(rs: RiskSets, X: np.ndarray, beta: np.ndarray) -> np.ndarray:

@@ -151,7 +151,10 @@ def drop_missing(
     """Keep rows complete in ``variables``; each dropped row is charged to its first missing column."""
     keep = np.ones(len(data), dtype=bool)
     for col in variables:
-        miss = data[col].isna().to_numpy() & keep
+        miss = data[col].isna().to_numpy()
+        if not miss.any():
+            continue
+        miss = miss & keep
         n = int(miss.sum())
         if n:
             flow = flow.drop(f"missing value in column '{col}'", n, "missing", col)
