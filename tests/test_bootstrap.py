@@ -104,6 +104,34 @@ def test_separated_and_singular_replicates_are_flagged() -> None:
     assert res.status_counts() == {"converged": 2, "separated": 1, "singular information": 1}
 
 
+def test_batched_steps_cholesky_with_lu_fallback() -> None:
+    """The batched Newton/chord steps: Cholesky substitution equals LAPACK's solve; an
+    indefinite information (observed, far from the optimum) falls back to LU; a singular or
+    non-finite one is flagged."""
+    from smesurvival.inference.batched import _chol_solve, _factor, _step
+
+    rng = np.random.default_rng(5)
+    b, p = 6, 5
+    A = rng.normal(size=(b, p, p))
+    H = A @ A.transpose(0, 2, 1) + 0.5 * np.eye(p)
+    H[1] = np.diag([2.0, 1.0, -0.5, 1.0, 3.0])  # indefinite: no Cholesky factor, LU works
+    H[2] = 0.0  # singular
+    H[3, 0, 0] = np.nan  # not finite
+    g = rng.normal(size=(b, p))
+    g[4, 2] = np.inf
+    L, nonpd = _factor(H)
+    assert nonpd.tolist() == [False, True, True, True, False, False]
+    ok = [0, 5]
+    np.testing.assert_allclose(_chol_solve(L[ok], g[ok]), np.linalg.solve(H[ok], g[ok][..., None])[..., 0],
+                               rtol=1e-12)
+    idx = np.array([0, 1, 2, 3, 4, 5])
+    for sel in (slice(None), idx):
+        step, bad = _step(H, L, ~nonpd, sel, g)
+        assert bad.tolist() == [False, False, True, True, True, False]
+        np.testing.assert_allclose(step[[0, 1, 5]], np.linalg.solve(H[[0, 1, 5]], g[[0, 1, 5]][..., None])[..., 0],
+                                   rtol=1e-12)
+
+
 def test_bootstrap_reports_failed_replicates() -> None:
     rng = np.random.default_rng(5)
     n = 40

@@ -52,6 +52,7 @@ STATUS_NAMES: dict[int, str] = {
 }
 Precision = Literal["mixed", "float64"]
 _HUGE_STEP = 1e3  # whitened (standard-error) units
+_SWITCH = 1e-2  # float32 Newton -> float64 chord below this step (whitened units)
 _IDENTITY_FIRST = False  # first step with the full-sample information: no measurable gain
 
 
@@ -98,24 +99,28 @@ def _single_threaded_blas(active: bool) -> Iterator[None]:
 # per-row pieces: score factor u and information weight v, in the working precision
 
 
-def _logit_uv(eta: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Logit u = y - mu and v = mu (1 - mu), in place on eta's buffer where possible."""
+def _logit_uv(eta: np.ndarray, y: np.ndarray, need_v: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Logit u = y - mu and (when ``need_v``) v = mu (1 - mu), in place on eta's buffer."""
     with np.errstate(over="ignore"):
         mu = np.negative(eta, out=eta)
         np.exp(mu, out=mu)
         mu += 1.0
         np.reciprocal(mu, out=mu)
-    v = np.subtract(1.0, mu, dtype=mu.dtype)
-    v *= mu
+    v = None
+    if need_v:
+        v = np.subtract(1.0, mu, dtype=mu.dtype)
+        v *= mu
     u = np.subtract(y, mu, out=mu)
     return u, v
 
 
-def _generic_uv(family: Family, information: Information) -> Callable[
-        [np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+UV = Callable[[np.ndarray, np.ndarray, bool], tuple[np.ndarray, "np.ndarray | None"]]
+
+
+def _generic_uv(family: Family, information: Information) -> UV:
     """u and v from :meth:`Family.pieces` (computed in float64, returned in eta's precision)."""
 
-    def uv(eta: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def uv(eta: np.ndarray, y: np.ndarray, need_v: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
             _, u, w_exp, w_obs = family.pieces(eta.astype(np.float64), y.astype(np.float64))
         v = w_obs if information == "observed" else w_exp
@@ -139,7 +144,7 @@ class _Problem:
     iu: np.ndarray
     ju: np.ndarray
     A: np.ndarray  # beta = A @ beta_whitened
-    uv: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+    uv: UV
     tol: float
     switch: float
     max_iter: int
@@ -226,7 +231,8 @@ def _setup(
     wbar = np.asarray(W.mean(axis=0), dtype=np.float64)
     if not wbar.any():
         wbar = np.ones(X.shape[0])
-    _, v0 = uv(X @ beta0, y)
+    _, v0 = uv(X @ beta0, y, True)
+    assert v0 is not None
     H0 = (X * (wbar * v0)[:, None]).T @ X
     try:
         L = np.linalg.cholesky(H0)
@@ -242,7 +248,7 @@ def _setup(
     return _Problem(
         xt, xt.astype(np.float32), np.ascontiguousarray(xt.T),
         np.ascontiguousarray(xt.T, dtype=np.float32), z.astype(np.float32), z,
-        y, y.astype(np.float32), iu, ju, A, uv, tol, 1e-3, max_iter, mixed, _IDENTITY_FIRST,
+        y, y.astype(np.float32), iu, ju, A, uv, tol, _SWITCH, max_iter, mixed, _IDENTITY_FIRST,
     )
 
 
@@ -255,7 +261,7 @@ def _unpack(prob: _Problem, flat: np.ndarray) -> np.ndarray:
     return H
 
 
-def _near_singular(H: np.ndarray, size: np.ndarray, low: bool) -> np.ndarray:
+def _near_singular(H: np.ndarray, idx: np.ndarray, size: np.ndarray, low: bool) -> np.ndarray:
     """Mask of float64 informations behind an implausibly long step that are numerically singular.
 
     In whitened coordinates the full-sample information is the identity and a replicate's
@@ -267,7 +273,7 @@ def _near_singular(H: np.ndarray, size: np.ndarray, low: bool) -> np.ndarray:
     sus = np.flatnonzero(size > _HUGE_STEP) if not low else np.zeros(0, dtype=np.int64)
     if sus.size:
         with np.errstate(all="ignore"):
-            out[sus] = ~(np.linalg.cond(H[sus]) <= 1e10)
+            out[sus] = ~(np.linalg.cond(H[idx[sus]]) <= 1e10)
     return out
 
 
@@ -288,6 +294,56 @@ def _solve(H: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return out, bad
 
 
+def _factor(H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower Cholesky factors of each H_b; a mask of those that are not finite or not
+    positive definite (their factor is the identity: they are solved by LU instead)."""
+    p = H.shape[1]
+    bad = ~np.isfinite(H).all(axis=(1, 2))
+    Hs = np.where(bad[:, None, None], np.eye(p), H) if bad.any() else H
+    try:
+        return np.linalg.cholesky(Hs), bad
+    except np.linalg.LinAlgError:
+        L = np.tile(np.eye(p), (H.shape[0], 1, 1))
+        for i in np.flatnonzero(~bad).tolist():  # rare: find which replicate is not definite
+            try:
+                L[i] = np.linalg.cholesky(Hs[i])
+            except np.linalg.LinAlgError:
+                bad[i] = True
+        return L, bad
+
+
+def _chol_solve(L: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Solve each L_b L_b' x = g_b by forward and back substitution, vectorised over the
+    replicates (p small steps: cheaper than a batched LU solve, and a chord step reuses L)."""
+    p = g.shape[1]
+    z = np.empty_like(g)
+    for j in range(p):
+        z[:, j] = (g[:, j] - np.einsum("bk,bk->b", L[:, j, :j], z[:, :j])) / L[:, j, j]
+    x = np.empty_like(g)
+    for j in range(p - 1, -1, -1):
+        x[:, j] = (z[:, j] - np.einsum("bk,bk->b", L[:, j + 1:, j], x[:, j + 1:])) / L[:, j, j]
+    return x
+
+
+def _step(hess: np.ndarray, chol: np.ndarray, has_chol: np.ndarray, sel: slice | np.ndarray,
+          g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Newton (or chord) steps H_b^-1 g_b for the replicates ``sel`` from their Cholesky
+    factors, LU where a factor is missing; a mask of the systems singular or not finite."""
+    bad = ~np.isfinite(g).all(axis=1)
+    use = has_chol[sel] & ~bad
+    if use.all():
+        return _chol_solve(chol[sel], g), bad
+    rows = np.arange(hess.shape[0])[sel]
+    step = np.zeros_like(g)
+    if use.any():
+        step[use] = _chol_solve(chol[rows[use]], g[use])
+    lu = ~use & ~bad
+    if lu.any():
+        step[lu], bad_lu = _solve(hess[rows[lu]], g[lu])
+        bad[np.flatnonzero(lu)[bad_lu]] = True
+    return step, bad
+
+
 def _fit_chunk(
     prob: _Problem, Wc: np.ndarray, bt0: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -299,6 +355,8 @@ def _fit_chunk(
     status = np.full(b, MAX_ITER, dtype=np.int8)
     iters = np.zeros(b, dtype=np.int32)
     hess = np.tile(np.eye(p), (b, 1, 1))  # last information formed (whitened: I at beta0)
+    chol = hess.copy()  # its Cholesky factor (reused by the chord steps)
+    has_chol = np.ones(b, dtype=bool)  # False: not positive definite, solved by LU
     last = np.full(b, np.inf)  # last step size (whitened), for the chord safeguard
     # phase per replicate: 0 float32 Newton, 1 float64 chord (reuses hess), 2 float64 Newton
     phase = np.zeros(b, dtype=np.int8) if prob.mixed else np.full(b, 2, dtype=np.int8)
@@ -318,18 +376,24 @@ def _fit_chunk(
             xT = prob.xtT32 if low else prob.xtT64
             xt = prob.xt32 if low else prob.xt64
             Wall = W32 if low else W64
-            Wi = Wall[idx] if idx.size < b else Wall
-            eta = beta[idx].astype(xT.dtype) @ xT
-            u, v = prob.uv(eta, prob.y32 if low else prob.y64)
+            whole = idx.size == b  # every replicate of the chunk: slices, no gathers
+            sel: slice | np.ndarray = slice(None) if whole else idx
+            Wi = Wall[sel]
+            eta = beta[sel].astype(xT.dtype) @ xT
+            newton = ph in (0, 2)
+            u, v = prob.uv(eta, prob.y32 if low else prob.y64, newton)
             u *= Wi
             g = (u @ xt).astype(np.float64)
-            if ph in (0, 2):
+            if newton:
+                assert v is not None
                 v *= Wi
                 flat = (v @ (prob.z32 if low else prob.z64)).astype(np.float64)
-                hess[idx] = _unpack(prob, flat)
-            step, bad = _solve(hess[idx], g)
+                hess[sel] = _unpack(prob, flat)
+                L, nonpd = _factor(hess[sel])
+                chol[sel], has_chol[sel] = L, ~nonpd
+            step, bad = _step(hess, chol, has_chol, sel, g)
             size = np.abs(step).max(axis=1)
-            bad |= _near_singular(hess[idx], size, low)
+            bad |= _near_singular(hess, idx, size, low)
             status[idx[bad]] = SINGULAR
             finite = np.isfinite(size) & ~bad
             status[idx[~np.isfinite(size) & ~bad]] = NONFINITE
@@ -337,13 +401,13 @@ def _fit_chunk(
                 redo = finite & (size > _HUGE_STEP)
                 phase[idx[redo]] = 2
                 finite &= ~redo
-            beta[idx] += np.where(finite[:, None], step, 0.0)
+            beta[sel] += np.where(finite[:, None], step, 0.0)
             if low:
                 phase[idx[finite]] = 0
                 phase[idx[finite & (size < prob.switch)]] = 1
             else:
                 orig = np.abs(step @ A.T).max(axis=1)
-                scale = 1.0 + np.abs(beta[idx] @ A.T).max(axis=1)
+                scale = 1.0 + np.abs(beta[sel] @ A.T).max(axis=1)
                 # also done when the step just applied leaves a predicted remainder below tol:
                 # with contraction ratio r = size / last, the error left is about orig r / (1 - r)
                 prev = last[idx]
@@ -352,11 +416,16 @@ def _fit_chunk(
                 ratio[ok] = size[ok] / prev[ok]
                 with np.errstate(over="ignore", invalid="ignore"):  # diverging replicates
                     left = orig * ratio / np.maximum(1.0 - ratio, 1e-12)
-                done = finite & ((orig <= prob.tol * scale) | ((ratio < 0.5) & (left <= 0.1 * prob.tol * scale)))
+                by_ratio = (ratio < 0.5) & (left <= 0.1 * prob.tol * scale)
+                if ph == 2:  # Newton: quadratic, the step bounds what is left
+                    done = finite & ((orig <= prob.tol * scale) | by_ratio)
+                else:  # chord: linear, only the contraction rate bounds what is left
+                    done = finite & (by_ratio | (~ok & (orig <= 1e-3 * prob.tol * scale)))
                 status[idx[done]] = CONVERGED
                 if ph == 1:  # chord steps must shrink fast; otherwise form a float64 Hessian
                     phase[idx[~done & (size > 0.25 * last[idx])]] = 2
-            last[idx] = size
+            # a float32 Newton step says nothing about the chord steps' contraction rate
+            last[idx] = np.inf if low else size
         active = active[status[active] == MAX_ITER]
     for i in np.flatnonzero((status == MAX_ITER) | (status == SINGULAR)).tolist():
         status[i] = _diagnose(prob, W64[i], beta[i], int(status[i]))

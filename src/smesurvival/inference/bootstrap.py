@@ -84,7 +84,7 @@ def resample_weights(
         if kind == "pairs":
             draws = rng.integers(0, m, size=(b, m))
             draws += (np.arange(b) * m)[:, None]
-            unit = np.bincount(draws.ravel(), minlength=b * m).reshape(b, m).astype(np.float64)
+            unit = np.bincount(draws.ravel(), minlength=b * m).reshape(b, m)  # cast on assignment
         else:
             e = rng.standard_exponential(size=(b, m))
             unit = e * (m / e.sum(axis=1, keepdims=True))
