@@ -18,7 +18,8 @@ from smesurvival.inference.batched import (
     fit_cox_batched,
     fit_glm_batched,
 )
-from smesurvival.inference.bootstrap import BootstrapResult, bootstrap, resample_weights
+from smesurvival.inference.bootstrap import BootstrapResult, bootstrap
+from smesurvival.inference.resample import draw_weights, resample_weights
 from smesurvival.models.cox import cox_newton, fit_cox
 from smesurvival.models.design import build_design
 from smesurvival.models.families import FAMILIES
@@ -159,6 +160,32 @@ def test_weights_deterministic_and_bayesian_sums() -> None:
     assert resample_weights(50, 3, seed=1, dtype=np.float32).dtype == np.float32
     with pytest.raises(UsageError, match="kind"):
         resample_weights(5, 2, kind="wild")  # type: ignore[arg-type]
+
+
+def test_lazy_draws_equal_the_matrix_and_its_refits(data: pd.DataFrame) -> None:
+    """Blocks drawn on their own, in any order, by any thread, are the rows of the matrix;
+    refits from the lazy draws (each worker drawing its own block) equal refits from it."""
+    from smesurvival.inference.resample import BLOCK
+
+    n, B = len(data), 2 * BLOCK + 37  # three blocks, the last one partial
+    draws = draw_weights(n, B, seed=5)
+    W = resample_weights(n, B, seed=5)
+    assert draws.n_blocks == 3 and np.array_equal(draws.all(), W)
+    for i in (2, 0, 1):
+        a, z = draws.bounds(i)
+        assert np.array_equal(draws.block(i), W[a:z])
+    base = np.linspace(0.5, 2.0, n)
+    np.testing.assert_allclose(draws.scaled(base).all(), W * base, rtol=0, atol=0)
+    X, y = _design(data)
+    full = fit(FORMULA, data)
+    lazy = fit_glm_batched(X, y, draws, FAMILIES["logit"], full.params, n_threads=2)
+    dense = fit_glm_batched(X, y, W, FAMILIES["logit"], full.params, chunk=BLOCK)
+    assert lazy.converged.all() and dense.converged.all()
+    np.testing.assert_allclose(lazy.params, dense.params, rtol=0, atol=1e-9)
+    for b in (0, BLOCK + 3, B - 1):  # against plain weighted fits
+        np.testing.assert_allclose(lazy.params[b], _refit(data, W[b], "logit"), atol=1e-8)
+    with pytest.raises(UsageError, match="one value per row"):
+        draws.scaled(np.ones(n + 1))
 
 
 def _mean_result(x: np.ndarray, B: int, seed: int) -> BootstrapResult:

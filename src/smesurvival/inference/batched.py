@@ -39,6 +39,7 @@ from typing import Literal
 import numpy as np
 
 from smesurvival.errors import RankDeficientError, UsageError
+from smesurvival.inference.resample import BLOCK, WeightDraws
 from smesurvival.inference.vcov import check_choice
 from smesurvival.models.cox_kernel import Ties
 from smesurvival.models.families import Family
@@ -155,7 +156,7 @@ class _Problem:
 def fit_glm_batched(
     X: np.ndarray,
     y: np.ndarray,
-    W: np.ndarray,
+    W: np.ndarray | WeightDraws,
     family: Family,
     beta0: np.ndarray,
     *,
@@ -175,15 +176,22 @@ def fit_glm_batched(
     below ``tol``. ``information="observed"`` (the default) gives quadratic convergence for
     every link; the choice changes the path, not the estimate. ``precision="float64"`` turns
     off the float32 phase. ``progress`` is called with the number of replicates finished.
+    ``W`` may be a :class:`~smesurvival.inference.resample.WeightDraws`: each worker thread
+    then draws the weights of its chunk (one draw block) just before refitting it, so the
+    (B, N) matrix is never formed.
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    W = np.atleast_2d(np.asarray(W))
-    if W.dtype not in (np.float32, np.float64):
-        W = W.astype(np.float64)
+    draws = W if isinstance(W, WeightDraws) else None
+    Wm = np.zeros((0, 0))
+    if not isinstance(W, WeightDraws):
+        Wm = np.atleast_2d(np.asarray(W))
+        if Wm.dtype not in (np.float32, np.float64):
+            Wm = Wm.astype(np.float64)
     n, p = X.shape
-    if W.shape[1] != n or y.shape != (n,):
-        raise UsageError(f"W must be (B, {n}) and y ({n},); got W {W.shape} and y {y.shape}")
+    shape = (draws.B, draws.n) if draws is not None else Wm.shape
+    if shape[1] != n or y.shape != (n,):
+        raise UsageError(f"W must be (B, {n}) and y ({n},); got W {shape} and y {y.shape}")
     if information not in ("observed", "expected"):
         raise UsageError(f"information must be 'observed' or 'expected'; got {information!r}")
     if precision not in ("mixed", "float64"):
@@ -191,17 +199,23 @@ def fit_glm_batched(
     if chunk < 1 or n_threads < 1 or max_iter < 1:
         raise UsageError("chunk, n_threads and max_iter must be positive")
     beta0 = np.asarray(beta0, dtype=np.float64)
-    prob = _setup(X, y, W, family, beta0, information, tol, max_iter, precision == "mixed")
-    B = W.shape[0]
+    wbar = draws.mean_row() if draws is not None else np.asarray(Wm.mean(axis=0), dtype=np.float64)
+    prob = _setup(X, y, wbar, family, beta0, information, tol, max_iter, precision == "mixed")
+    B = shape[0]
     params = np.full((B, p), np.nan)
     status = np.zeros(B, dtype=np.int8)
     iters = np.zeros(B, dtype=np.int32)
     bt0 = np.linalg.solve(prob.A, beta0)
-    starts = list(range(0, B, chunk))
+    if draws is not None:  # each worker draws its block just before refitting it
+        starts = [draws.bounds(i)[0] for i in range(draws.n_blocks)]
+        chunk = BLOCK
+    else:
+        starts = list(range(0, B, chunk))
 
     def run(s: int) -> int:
         e = min(s + chunk, B)
-        bt, st, it = _fit_chunk(prob, W[s:e], bt0)
+        Wc = draws.block(s // BLOCK) if draws is not None else Wm[s:e]
+        bt, st, it = _fit_chunk(prob, Wc, bt0)
         params[s:e] = bt @ prob.A.T
         params[s:e][st != CONVERGED] = np.nan
         status[s:e], iters[s:e] = st, it
@@ -223,12 +237,13 @@ def fit_glm_batched(
 
 
 def _setup(
-    X: np.ndarray, y: np.ndarray, W: np.ndarray, family: Family, beta0: np.ndarray,
+    X: np.ndarray, y: np.ndarray, wbar: np.ndarray, family: Family, beta0: np.ndarray,
     information: Information, tol: float, max_iter: int, mixed: bool,
 ) -> _Problem:
-    """Whiten the design with the mean-weight information at ``beta0``; precompute products."""
+    """Whiten the design with the information at ``beta0`` under the mean weights ``wbar``
+    (any positive weights would do: whitening changes the path's conditioning, not the
+    estimates); precompute products."""
     uv = _logit_uv if family.name == "logit" else _generic_uv(family, information)
-    wbar = np.asarray(W.mean(axis=0), dtype=np.float64)
     if not wbar.any():
         wbar = np.ones(X.shape[0])
     _, v0 = uv(X @ beta0, y, True)
@@ -358,6 +373,8 @@ def _fit_chunk(
     chol = hess.copy()  # its Cholesky factor (reused by the chord steps)
     has_chol = np.ones(b, dtype=bool)  # False: not positive definite, solved by LU
     last = np.full(b, np.inf)  # last step size (whitened), for the chord safeguard
+    prev32 = np.full(b, np.inf)  # last float32 Newton step
+    rate = np.full(b, np.inf)  # predicted contraction rate of the chord steps
     # phase per replicate: 0 float32 Newton, 1 float64 chord (reuses hess), 2 float64 Newton
     phase = np.zeros(b, dtype=np.int8) if prob.mixed else np.full(b, 2, dtype=np.int8)
     if prob.identity_first:
@@ -404,7 +421,16 @@ def _fit_chunk(
             beta[sel] += np.where(finite[:, None], step, 0.0)
             if low:
                 phase[idx[finite]] = 0
-                phase[idx[finite & (size < prob.switch)]] = 1
+                switch = finite & (size < prob.switch)
+                phase[idx[switch]] = 1
+                # Newton's quadratic rate e' = C e^2 gives C ~ s_k / s_(k-1)^2; the chord steps
+                # reuse the information formed a distance ~ s_k from the solution, so they
+                # contract by about 2 C s_k = 2 (s_k / s_(k-1))^2: predicted with a factor 10 to spare
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    q = size / prev32[idx]
+                quad = switch & (q < 0.5)
+                rate[idx[quad]] = 20.0 * q[quad] ** 2
+                prev32[idx] = size
             else:
                 orig = np.abs(step @ A.T).max(axis=1)
                 scale = 1.0 + np.abs(beta[sel] @ A.T).max(axis=1)
@@ -414,6 +440,10 @@ def _fit_chunk(
                 ok = np.isfinite(prev) & (prev > 0) & np.isfinite(size)
                 ratio = np.ones_like(size)
                 ratio[ok] = size[ok] / prev[ok]
+                if ph == 1:  # first chord step: the rate predicted from the Newton steps
+                    first = ~ok & np.isfinite(rate[idx]) & np.isfinite(size)
+                    ratio[first] = rate[idx][first]
+                    ok |= first
                 with np.errstate(over="ignore", invalid="ignore"):  # diverging replicates
                     left = orig * ratio / np.maximum(1.0 - ratio, 1e-12)
                 by_ratio = (ratio < 0.5) & (left <= 0.1 * prob.tol * scale)

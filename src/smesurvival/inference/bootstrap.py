@@ -35,61 +35,24 @@ from smesurvival.inference.batched import (
     fit_cox_batched,
     fit_glm_batched,
 )
+from smesurvival.inference.resample import (
+    RESAMPLE_KINDS,
+    ResampleKind,
+    WeightDraws,
+    draw_weights,
+)
 from smesurvival.inference.vcov import check_choice, cluster_codes
 from smesurvival.models.design import build_design
 from smesurvival.models.families import FAMILIES, Family
 from smesurvival.models.kernels import Information
 from smesurvival.models.result import FitResult
 
-ResampleKind = Literal["pairs", "bayesian"]
 CIMethod = Literal["percentile", "bca", "normal"]
 JackknifeMethod = Literal["auto", "exact", "onestep", "none"]
-RESAMPLE_KINDS: tuple[str, ...] = get_args(ResampleKind)
 CI_METHODS: tuple[str, ...] = get_args(CIMethod)
 JACKKNIFE_METHODS: tuple[str, ...] = get_args(JackknifeMethod)
 Statistic = Callable[..., Any]
-_DRAW_BLOCK = 1024  # replicates drawn per block (fixed, so results depend only on the seed)
 _EXACT_JACKKNIFE_MAX = 5000  # "auto": exact delete-one refits up to this many units
-
-
-def resample_weights(
-    n: int,
-    B: int,
-    seed: int | np.random.Generator | None = None,
-    kind: ResampleKind = "pairs",
-    cluster: np.ndarray | None = None,
-    dtype: type[np.floating[Any]] = np.float64,
-) -> np.ndarray:
-    """Bootstrap weights, shape (B, n): multinomial counts (pairs) or Dirichlet(1) x n (Bayesian).
-
-    With ``cluster`` (one label per row), clusters are resampled: each row gets its
-    cluster's count (pairs) or its cluster's weight G x Dirichlet(1) (Bayesian), so rows of a
-    cluster always move together. Plain Bayesian weights sum to n in every replicate;
-    clustered ones to n on average.
-    """
-    check_choice(kind, RESAMPLE_KINDS, "kind")
-    if n < 1 or B < 1:
-        raise UsageError(f"n and B must be positive; got n={n}, B={B}")
-    rng = np.random.default_rng(seed)
-    if cluster is not None:
-        cluster = np.asarray(cluster)
-        if cluster.shape != (n,):
-            raise UsageError(f"cluster must have one label per row ({n}); got {cluster.shape}")
-        codes, m = cluster_codes(cluster)
-    else:
-        codes, m = np.arange(n), n
-    out = np.empty((B, n), dtype=dtype)
-    for s in range(0, B, _DRAW_BLOCK):
-        b = min(_DRAW_BLOCK, B - s)
-        if kind == "pairs":
-            draws = rng.integers(0, m, size=(b, m))
-            draws += (np.arange(b) * m)[:, None]
-            unit = np.bincount(draws.ravel(), minlength=b * m).reshape(b, m)  # cast on assignment
-        else:
-            e = rng.standard_exponential(size=(b, m))
-            unit = e * (m / e.sum(axis=1, keepdims=True))
-        out[s:s + b] = unit if cluster is None else unit[:, codes]
-    return out
 
 
 @dataclass(frozen=True)
@@ -296,12 +259,11 @@ def bootstrap(
         tuple(full.terms) if statistic is None else tuple(f"stat{j}" for j in range(k)))
     if len(out_names) != k:
         raise UsageError(f"names has {len(out_names)} entries but the statistic has {k}")
-    W = resample_weights(n, B, seed, kind, cl)
-    W *= base
+    draws = draw_weights(n, B, seed, kind, cl).scaled(base)
     opts = {"tol": tol, "max_iter": max_iter, "chunk": chunk, "n_threads": n_threads}
     with _Progress(progress, B, n) as bar:
-        bf = prob.refit(W, beta, bar.advance, opts)
-    reps = stat.many(bf, W, k)
+        bf = prob.refit(draws, beta, bar.advance, opts)
+    reps = stat.many(bf, draws.all() if stat.with_weights else None, k)
     jk, jk_method = None, "none"
     if jackknife != "none":
         codes, m = cluster_codes(cl) if cl is not None else (np.arange(n), n)
@@ -337,8 +299,9 @@ class _Stat:
             return np.atleast_2d(self._call(params[None, :], w[None, :]))[0]
         return np.atleast_1d(self._call(params, w)).ravel()
 
-    def many(self, bf: BatchedFit, W: np.ndarray, k: int) -> np.ndarray:
-        """(B, k) statistics of the converged replicates; NaN rows for the others."""
+    def many(self, bf: BatchedFit, W: np.ndarray | None, k: int) -> np.ndarray:
+        """(B, k) statistics of the converged replicates; NaN rows for the others
+        (``W``: the weight rows, needed only by a statistic that takes weights)."""
         out = np.full((bf.params.shape[0], k), np.nan)
         ok = np.flatnonzero(bf.converged)
         if self.fn is None:
@@ -346,10 +309,12 @@ class _Stat:
         elif self.vectorized:
             for s in range(0, ok.size, 512):
                 i = ok[s:s + 512]
-                out[i] = np.asarray(self._call(bf.params[i], W[i]), dtype=float).reshape(i.size, k)
+                w = W[i] if W is not None else np.empty((i.size, 0))
+                out[i] = np.asarray(self._call(bf.params[i], w), dtype=float).reshape(i.size, k)
         else:
             for r in ok.tolist():
-                out[r] = np.atleast_1d(self._call(bf.params[r], W[r])).ravel()
+                w = W[r] if W is not None else np.empty(0)
+                out[r] = np.atleast_1d(self._call(bf.params[r], w)).ravel()
         return out
 
 
@@ -393,7 +358,9 @@ class _Problem:
     n: int
     base: np.ndarray
     cluster: np.ndarray | None
-    refit: Callable[[np.ndarray, np.ndarray, Callable[[int], None] | None, dict[str, Any]], BatchedFit]
+    # (weights: a (B, n) matrix or lazily drawn rows, start values, progress, options)
+    refit: Callable[[np.ndarray | WeightDraws, np.ndarray, Callable[[int], None] | None, dict[str, Any]],
+                    BatchedFit]
     X: np.ndarray | None = None
     y: np.ndarray | None = None
     family: Family | None = None
@@ -413,7 +380,7 @@ def _glm_problem(full: FitResult, formula: str, model: str, data: pd.DataFrame,
     base = (np.ones(X.shape[0]) if weights is None
             else pd.to_numeric(data[weights]).to_numpy(dtype=float)[rows])
 
-    def refit(W: np.ndarray, beta0: np.ndarray, progress: Callable[[int], None] | None,
+    def refit(W: np.ndarray | WeightDraws, beta0: np.ndarray, progress: Callable[[int], None] | None,
               opts: dict[str, Any]) -> BatchedFit:
         return fit_glm_batched(X, y, W, family, beta0, progress=progress, **opts)
 
@@ -438,9 +405,10 @@ def _cox_problem(full: FitResult, data: pd.DataFrame, cluster: str | None) -> _P
     base = np.ones(rows.size) if inp.weights is None else inp.weights
     ties = ex.get("ties", "efron")
 
-    def refit(W: np.ndarray, beta0: np.ndarray, progress: Callable[[int], None] | None,
+    def refit(W: np.ndarray | WeightDraws, beta0: np.ndarray, progress: Callable[[int], None] | None,
               opts: dict[str, Any]) -> BatchedFit:
-        return fit_cox_batched(time, event, X, W, beta0, ties=ties, progress=progress, **opts)
+        Wm = W.all() if isinstance(W, WeightDraws) else W
+        return fit_cox_batched(time, event, X, Wm, beta0, ties=ties, progress=progress, **opts)
 
     cl = data[cluster].to_numpy()[rows] if cluster is not None else None
     return _Problem(rows.size, base, cl, refit)
