@@ -1,7 +1,17 @@
-"""The in-memory discrete-time logit at register scale: smesurvival against glum, same run.
+"""Discrete-time logits at register scale: in memory vs glum, streamed, and on Spark.
 
-Issue 5's goal: 10 M firm-years x 20 design columns, a discrete-time logit (a logit on the
-firm-year rows) fitted in memory,
+The three in the same run: in memory against glum, streamed from Parquet, and on Spark
+against the stream engine.
+
+Three parts (``--parts memory,stream,spark``, all by default):
+
+* ``memory`` (below): 10 M firm-years fitted in memory, against glum;
+* ``stream``: ``--stream-rows`` (50 M) firm-years from Parquet with the stream engine;
+* ``spark``: the Spark engine (``local[2]``) on the first ``--spark-rows`` (10 M) of them,
+  against the stream engine on the same file.
+
+Part ``memory``. Issue 5's goal: 10 M firm-years x 20 design columns, a discrete-time logit
+(a logit on the firm-year rows) fitted in memory,
 
 * at least 2x faster than glum at the same tolerance (coefficients agree to 1e-8),
 * peak resident memory at most 1.3x the design matrix,
@@ -43,17 +53,43 @@ would take a shared machine with it.
 Install: ``pip install -e ".[bench]"`` (glum comes with the bench extra); without glum the
 glum rows are skipped with a message.
 
-    python bench/scale.py [--rows 10000000] [--cols 20] [--seed 1] [--repeat 3]
+Parts ``stream`` and ``spark``. Data: a synthetic firm-year panel drawn by
+:func:`smesurvival.data.simwrite.iter_cohort_tables` (``panel=True, measures=True``: the
+register layout, 29 columns, text industry and region) and written once, in blocks of 65,536
+firms (one Parquet row group each, snappy), to ``--data-dir`` (default: a temporary folder,
+removed at the end): ``stream.parquet`` with the first ``--stream-rows`` firm-years and
+``spark.parquet`` with the first ``--spark-rows``. The model is the 20-column discrete-time
+logit :data:`STREAM_FORMULA` (intercept, 5 covariates, an interaction, 9 industry and 4 year
+dummies).
+
+* ``stream``: ``fit_stream(STREAM_FORMULA, "stream.parquet", memory="1GB")`` in a child
+  process: peak RSS (issue 5's goal: under 1.5 GB at 50 M rows), the passes over the file
+  (scan, design, one per Newton step, sandwich), each timed from its first batch to its last,
+  and rows/s per pass. ``--stream-formulaic`` also times the engine with formulaic encoding
+  every batch (its encoder before :mod:`smesurvival.scale.encode`), for the gain.
+* ``spark``: ``fit_spark(STREAM_FORMULA, "spark.parquet", master="local[2]")`` (session started
+  before the clock; partitions as Spark reads the file, or ``--spark-partitions``) and, in
+  another child, ``fit_stream`` on the same file: time per Newton iteration (a Spark job on
+  the cached design; a pass over the file for the stream engine) and their ratio, the Spark
+  engine's overhead. Skipped with a message without pyspark or Java.
+
+    python bench/scale.py [--parts memory,stream,spark] [--rows 10000000] [--cols 20]
+        [--stream-rows 50000000] [--spark-rows 10000000] [--stream-formulaic]
+        [--spark-partitions N] [--data-dir DIR] [--seed 1] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -80,6 +116,16 @@ TRUE_BETA = {
 YEAR_EFFECT = 0.04  # year dummy y: +0.04 * (y - 2012) - 0.2 * (y in 2020, 2021) (a cycle)
 FIRMS_PER_CHUNK = 20_000
 KINDS = ("data", "smesurvival", "glum", "glum-intercept")
+PARTS = ("memory", "stream", "spark")
+
+#: the goals of issue 5 for the stream engine.
+GOAL_STREAM_RSS = 1.5e9  # bytes, peak RSS at 50 M firm-years with memory="1GB"
+GOAL_STREAM_ROWS = 50_000_000
+#: the 20-column discrete-time logit of the stream and spark parts (5 follow-up years:
+#: 2004-2008, 4 year dummies; 10 industries, 9 dummies).
+STREAM_FORMULA = ("event ~ export_ratio * rd_intensity + rd_alliance + log_employees"
+                  " + log_firm_age + C(industry) + C(year)")
+STREAM_KINDS = ("write", "stream", "stream-formulaic", "spark", "stream-spark")
 
 
 def terms_for(cols: int) -> tuple[str, ...]:
@@ -251,9 +297,136 @@ def timed(fn: Any) -> tuple[tuple[float, float], Any]:
     return (time.perf_counter() - t0, time.process_time() - c0), res
 
 
+# ------------------------------------------------------- the stream and spark subprocesses
+
+
+def write_panels(data_dir: Path, stream_rows: int, spark_rows: int, seed: int) -> dict[str, Any]:
+    """``stream.parquet`` (first ``stream_rows`` firm-years) and ``spark.parquet`` (first
+    ``spark_rows``; 0: not written) in ``data_dir``, from one draw of the synthetic panel."""
+    import pyarrow.parquet as pq
+
+    from smesurvival.data.simwrite import iter_cohort_tables
+
+    targets = {name: rows for name, rows in (("stream", stream_rows), ("spark", spark_rows))
+               if rows > 0}
+    need = max(targets.values())
+    # about 4.7 firm-years per firm: ask for more firms than needed and stop early
+    firms = need // 4 + 65_536
+    writers: dict[str, Any] = {}
+    written = dict.fromkeys(targets, 0)
+    t0 = time.perf_counter()
+    try:
+        for table in iter_cohort_tables(firms, seed, panel=True, measures=True):
+            for name, rows in targets.items():
+                take = min(rows - written[name], table.num_rows)
+                if take <= 0:
+                    continue
+                if name not in writers:
+                    writers[name] = pq.ParquetWriter(data_dir / f"{name}.parquet",
+                                                     table.schema, compression="snappy")
+                writers[name].write_table(table.slice(0, take), row_group_size=take)
+                written[name] += take
+            if all(written[k] >= v for k, v in targets.items()):
+                break
+    finally:
+        for w in writers.values():
+            w.close()
+    short = {k: v for k, v in written.items() if v < targets[k]}
+    if short:
+        raise RuntimeError(f"the synthetic panel ran out of firm-years: {short}")
+    return {"write_s": time.perf_counter() - t0, "written": written,
+            "bytes": {k: (data_dir / f"{k}.parquet").stat().st_size for k in written}}
+
+
+def stream_fit(path: Path, memory: str, formulaic: bool) -> dict[str, Any]:
+    """``fit_stream`` on ``path``, every pass over the file timed (first batch to last)."""
+    from smesurvival.scale import sources, stream
+    from smesurvival.scale.stream import fit_stream
+
+    if formulaic:
+        stream._DIRECT_ENCODER = False
+    passes: list[tuple[float, int]] = []
+    frames = sources.BatchSource.frames
+
+    def timed_frames(self: Any, columns: list[str], batch_rows: int) -> Any:
+        t0, rows = time.perf_counter(), 0
+        for df in frames(self, columns, batch_rows):
+            rows += len(df)
+            yield df
+        passes.append((time.perf_counter() - t0, rows))
+
+    sources.BatchSource.frames = timed_frames  # type: ignore[method-assign]
+    encoders: list[str] = []
+    make = stream._encoding
+
+    def spy(*a: Any, **k: Any) -> Any:
+        enc = make(*a, **k)
+        encoders.append("direct" if enc.direct is not None else "formulaic")
+        return enc
+
+    stream._encoding = spy  # type: ignore[assignment]
+    (fit_s, fit_cpu), res = timed(lambda: fit_stream(STREAM_FORMULA, str(path), memory=memory))
+    return {"fit_s": fit_s, "fit_cpu": fit_cpu, "passes": [p[0] for p in passes],
+            "pass_rows": [p[1] for p in passes], "rows": res.flow.n_read, "nobs": res.nobs,
+            "iterations": res.iterations, "params": res.params.tolist(),
+            "terms": list(res.terms), "encoder": encoders[0] if encoders else "?"}
+
+
+def spark_fit(path: Path, memory: str, master: str, partitions: int | None) -> dict[str, Any]:
+    """``fit_spark`` on ``path`` (session started first, not timed with the fit); each kernel
+    job timed: the first also encodes and caches the design, the others are Newton steps."""
+    from smesurvival.scale import spark as sp
+
+    t0 = time.perf_counter()
+    session = sp.spark_session(master)
+    start_s = time.perf_counter() - t0
+    jobs: list[tuple[bool, float]] = []
+    kernel = sp._sum_kernel
+
+    def timed_kernel(*a: Any, **k: Any) -> Any:
+        t = time.perf_counter()
+        out = kernel(*a, **k)
+        jobs.append((bool(k.get("start", False)), time.perf_counter() - t))
+        return out
+
+    sp._sum_kernel = timed_kernel  # type: ignore[assignment]
+    try:
+        (fit_s, fit_cpu), res = timed(lambda: sp.fit_spark(
+            STREAM_FORMULA, str(path), spark=session, memory=memory, partitions=partitions))
+    finally:
+        session.stop()
+    return {"fit_s": fit_s, "fit_cpu": fit_cpu, "session_s": start_s,
+            "design_s": sum(t for st, t in jobs if st),
+            "newton": [t for st, t in jobs if not st], "rows": res.flow.n_read,
+            "nobs": res.nobs, "iterations": res.iterations, "params": res.params.tolist()}
+
+
+def stream_child(kind: str, args: argparse.Namespace) -> dict[str, Any]:
+    data_dir = Path(args.data_dir)
+    out: dict[str, Any] = {"kind": kind}
+    if kind == "write":
+        out.update(write_panels(data_dir, args.stream_rows, args.spark_rows, args.seed))
+    elif kind in ("stream", "stream-formulaic"):
+        out.update(stream_fit(data_dir / "stream.parquet", args.stream_memory,
+                              kind == "stream-formulaic"))
+    elif kind == "stream-spark":
+        out.update(stream_fit(data_dir / "spark.parquet", args.stream_memory, False))
+    elif kind == "spark":
+        out.update(spark_fit(data_dir / "spark.parquet", args.stream_memory, args.spark_master,
+                             args.spark_partitions))
+    out["rss"] = peak_rss_bytes()
+    return out
+
+
 def run_child(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", kind, "--rows", str(args.rows), "--cols",
-           str(args.cols), "--seed", str(args.seed), "--glum-tol", str(args.glum_tol)]
+           str(args.cols), "--seed", str(args.seed), "--glum-tol", str(args.glum_tol),
+           "--stream-rows", str(args.stream_rows), "--spark-rows", str(args.spark_rows),
+           "--stream-memory", args.stream_memory, "--spark-master", args.spark_master]
+    if args.data_dir:
+        cmd += ["--data-dir", str(args.data_dir)]
+    if args.spark_partitions:
+        cmd += ["--spark-partitions", str(args.spark_partitions)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-3:]
@@ -274,10 +447,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--glum-tol", type=float, default=1e-8,
                     help="glum's gradient_tol (largest gradient component of its mean deviance)")
     ap.add_argument("--no-glum", action="store_true")
-    ap.add_argument("--child", choices=KINDS, help=argparse.SUPPRESS)
+    ap.add_argument("--parts", default=",".join(PARTS),
+                    help="comma-separated parts to run: memory, stream, spark (default all)")
+    ap.add_argument("--stream-rows", type=int, default=50_000_000,
+                    help="firm-years streamed from Parquet in the stream part")
+    ap.add_argument("--spark-rows", type=int, default=10_000_000,
+                    help="firm-years of the spark part (Spark and stream on the same file)")
+    ap.add_argument("--stream-memory", default="1GB", help="memory= of fit_stream / fit_spark")
+    ap.add_argument("--stream-formulaic", action="store_true",
+                    help="also time the stream engine with formulaic encoding every batch")
+    ap.add_argument("--spark-master", default="local[2]")
+    ap.add_argument("--spark-partitions", type=int, default=None,
+                    help="repartition the Spark data first (default: as Spark reads the file)")
+    ap.add_argument("--data-dir", default=None,
+                    help="folder for the Parquet files (default: a temporary folder, removed)")
+    ap.add_argument("--child", choices=KINDS + STREAM_KINDS, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.cols < 2:
         ap.error("--cols must be at least 2")
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    if not parts or set(parts) - set(PARTS):
+        ap.error(f"--parts takes a comma-separated list of {', '.join(PARTS)}")
+    if args.child in STREAM_KINDS:
+        print(json.dumps(stream_child(args.child, args)))
+        return 0
+    if args.stream_rows < 1 or args.spark_rows < 1:
+        ap.error("--stream-rows and --spark-rows must be positive")
     if args.child:
         print(json.dumps(child(args.child, args.rows, args.cols, args.seed, args.glum_tol)))
         return 0
@@ -286,6 +481,16 @@ def main(argv: list[str] | None = None) -> int:
     from rich.table import Table
 
     console = Console()
+    status = 0
+    if "memory" in parts:
+        status = memory_part(console, Table, args)
+    if status == 0 and ("stream" in parts or "spark" in parts):
+        status = file_parts(console, Table, args, parts)
+    return status
+
+
+def memory_part(console: Any, Table: Any, args: argparse.Namespace) -> int:
+    """The in-memory fit against glum (each kind in its own subprocess, interleaved)."""
     kinds = ["data", "smesurvival"]
     if not args.no_glum:
         try:
@@ -378,6 +583,179 @@ def report(console: Any, Table: Any, runs: dict[str, list[dict[str, Any]]],
     per_pass = best("smesurvival", "fit_s") / int(sme["passes"])
     goals.add_row(f"  whole fit / its {sme['passes']} passes / X'X", f"{per_pass / xtx:.2f}x",
                   "", "")
+    console.print(goals)
+
+
+# --------------------------------------------------------------- the stream and spark parts
+
+
+def spark_missing() -> str | None:
+    """Why the spark part cannot run here (None: it can)."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        return "pyspark is not installed (pip install 'smesurvival[spark]')"
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        return "Java is missing (no java on the PATH, no JAVA_HOME)"
+    return None
+
+
+def file_parts(console: Any, Table: Any, args: argparse.Namespace, parts: list[str]) -> int:
+    """Write the Parquet panel(s) once, then run the stream and/or spark measurements."""
+    want_stream = "stream" in parts
+    want_spark = "spark" in parts
+    if want_spark and (why := spark_missing()):
+        console.print(f"[yellow]spark part skipped: {why}[/yellow]")
+        want_spark = False
+    if not (want_stream or want_spark):
+        return 0
+    tmp = None
+    if args.data_dir is None:
+        tmp = tempfile.mkdtemp(prefix="smesurvival-bench-")
+        args.data_dir = tmp
+    Path(args.data_dir).mkdir(parents=True, exist_ok=True)
+    try:
+        wargs = argparse.Namespace(**vars(args))
+        wargs.stream_rows = args.stream_rows if want_stream else 0
+        wargs.spark_rows = args.spark_rows if want_spark else 0
+        w = run_child("write", wargs)
+        if "error" in w:
+            console.print(f"[red]writing the panel failed:[/red] {w['error']}")
+            return 1
+        for name, n in w["written"].items():
+            console.print(f"wrote {name}.parquet: {n:,} firm-years, "
+                          f"{w['bytes'][name] / 1e6:,.0f} MB ({args.data_dir})")
+        console.print(f"  in {w['write_s']:.1f} s")
+        kinds = (["stream"] + (["stream-formulaic"] if args.stream_formulaic else [])
+                 if want_stream else []) + (["spark", "stream-spark"] if want_spark else [])
+        runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+        for r in range(args.repeat):
+            for k in kinds:
+                out = run_child(k, args)
+                if "error" in out:
+                    console.print(f"[red]{k} failed:[/red] {out['error']}")
+                    return 1
+                runs[k].append(out)
+                console.print(f"round {r + 1}/{args.repeat} {k}: fit {out['fit_s']:.2f} s "
+                              f"(cpu {out['fit_cpu']:.2f} s), peak {out['rss'] / 1e9:.2f} GB"
+                              + (" (driver)" if k == "spark" else "")
+                              + (f", encoder {out['encoder']}" if "encoder" in out else ""))
+        if want_stream:
+            stream_report(console, Table, runs, args, w["bytes"]["stream"])
+        if want_spark:
+            spark_report(console, Table, runs, args)
+        return 0
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def newton_passes(out: dict[str, Any]) -> list[float]:
+    """The Newton passes of a stream fit: all but the scan, design and sandwich passes."""
+    return list(out["passes"][2:-1]) or list(out["passes"])
+
+
+def median(xs: list[float]) -> float:
+    return float(np.median(np.asarray(xs)))
+
+
+def verdict(ok: bool) -> str:
+    return "[green]yes[/green]" if ok else "[red]no[/red]"
+
+
+def stream_report(console: Any, Table: Any, runs: dict[str, list[dict[str, Any]]],
+                  args: argparse.Namespace, size: int) -> None:
+    """Peak RSS, passes and rows/s per pass of the stream fits (best-of, largest peak)."""
+    first = runs["stream"][0]
+    rows = int(first["rows"])
+    table = Table(title=f"Stream engine: {rows:,} firm-years from Parquet ({size / 1e6:,.0f} MB), "
+                        f"memory={args.stream_memory}, {len(first['terms'])} design columns; "
+                        f"times best of {args.repeat}, largest peak")
+    for c in ("encoder", "fit s", "passes", "scan s", "Newton s", "Mrow/s Newton",
+              "Mrow/s fit", "peak GB"):
+        table.add_column(c, justify="left" if c == "encoder" else "right", no_wrap=c == "encoder")
+    stats: dict[str, dict[str, float]] = {}
+    for k in ("stream", "stream-formulaic"):
+        if k not in runs:
+            continue
+        fit_s = min(float(o["fit_s"]) for o in runs[k])
+        n_pass = len(runs[k][0]["passes"])
+        newton = min(median(newton_passes(o)) for o in runs[k])
+        scan = min(float(o["passes"][0]) for o in runs[k])
+        peak = max(float(o["rss"]) for o in runs[k])
+        stats[k] = {"fit_s": fit_s, "newton": newton, "peak": peak, "passes": n_pass}
+        table.add_row(runs[k][0]["encoder"], f"{fit_s:.2f}", str(n_pass), f"{scan:.2f}",
+                      f"{newton:.3f}", f"{rows / newton / 1e6:.2f}",
+                      f"{rows * n_pass / fit_s / 1e6:.2f}", f"{peak / 1e9:.2f}")
+    console.print(table)
+    console.print(f"formula: {STREAM_FORMULA}; {first['iterations']} Newton iterations. Passes: "
+                  "scan, design (rank check, start values), one per Newton step, sandwich; each "
+                  "timed from its first batch to its last. scan s: the scan pass; Newton s: the "
+                  "median Newton pass; Mrow/s Newton: rows / Newton s; Mrow/s fit: rows x passes "
+                  "/ fit s.")
+    goals = Table(title="Goals of issue 5 (stream engine), measured in this run")
+    for c in ("measure", "value", "goal", "met"):
+        goals.add_column(c, justify="left" if c == "measure" else "right")
+    st = stats["stream"]
+    note = "" if rows == GOAL_STREAM_ROWS else f" (goal set for {GOAL_STREAM_ROWS:,})"
+    goals.add_row(f"stream: peak RSS, {rows:,} firm-years, memory={args.stream_memory}{note}",
+                  f"{st['peak'] / 1e9:.2f} GB", f"< {GOAL_STREAM_RSS / 1e9:g} GB",
+                  verdict(st["peak"] < GOAL_STREAM_RSS))
+    goals.add_row("stream: throughput per Newton pass", f"{rows / st['newton'] / 1e6:.2f} M rows/s",
+                  "reported", "")
+    goals.add_row(f"stream: throughput per pass, whole fit ({int(st['passes'])} passes)",
+                  f"{rows * st['passes'] / st['fit_s'] / 1e6:.2f} M rows/s", "reported", "")
+    if "stream-formulaic" in stats:
+        fo = stats["stream-formulaic"]
+        goals.add_row("  direct encoder vs formulaic: Newton pass time ratio",
+                      f"{fo['newton'] / st['newton']:.2f}x", "", "")
+        goals.add_row("  direct encoder vs formulaic: whole fit time ratio",
+                      f"{fo['fit_s'] / st['fit_s']:.2f}x", "", "")
+        d = float(np.max(np.abs(np.asarray(runs["stream"][0]["params"])
+                                - np.asarray(runs["stream-formulaic"][0]["params"]))))
+        goals.add_row("  coefficients: max|d| direct vs formulaic", f"{d:.1e}", "<= 1e-12",
+                      verdict(d <= 1e-12))
+    console.print(goals)
+
+
+def spark_report(console: Any, Table: Any, runs: dict[str, list[dict[str, Any]]],
+                 args: argparse.Namespace) -> None:
+    """Time per Newton iteration of Spark and of the stream engine on the same file."""
+    sp, sm = runs["spark"], runs["stream-spark"]
+    rows = int(sp[0]["rows"])
+    spark_iter = min(median(o["newton"]) for o in sp)
+    stream_iter = min(median(newton_passes(o)) for o in sm)
+    spark_fit = min(float(o["fit_s"]) for o in sp)
+    stream_fit = min(float(o["fit_s"]) for o in sm)
+    table = Table(title=f"Spark {args.spark_master} against the stream engine: {rows:,} "
+                        f"firm-years, same Parquet file; times best of {args.repeat}")
+    for c in ("engine", "fit s", "iterations", "s/iteration", "Mrow/s", "encode s"):
+        table.add_column(c, justify="left" if c == "engine" else "right")
+    design = min(float(o["design_s"]) for o in sp)
+    scan_design = min(float(o["passes"][0]) + float(o["passes"][1]) for o in sm)
+    table.add_row(f"spark {args.spark_master}", f"{spark_fit:.2f}", str(sp[0]["iterations"]),
+                  f"{spark_iter:.3f}", f"{rows / spark_iter / 1e6:.2f}", f"{design:.2f}")
+    table.add_row("stream", f"{stream_fit:.2f}", str(sm[0]["iterations"]), f"{stream_iter:.3f}",
+                  f"{rows / stream_iter / 1e6:.2f}", f"{scan_design:.2f}")
+    console.print(table)
+    console.print(f"s/iteration: median Newton step. spark: session started before the clock "
+                  f"({min(o['session_s'] for o in sp):.1f} s); encode s: its first kernel job, "
+                  "which also encodes and caches the design; each later job is one Newton step "
+                  "on the cached design. stream: encode s is its scan and design passes; each "
+                  "Newton step is a pass over the file.")
+    goals = Table(title=f"Issue 5: spark {args.spark_master} on {rows:,} firm-years (the goal "
+                        "names 10 M), measured in this run")
+    for c in ("measure", "value", "goal", "met"):
+        goals.add_column(c, justify="left" if c == "measure" else "right")
+    goals.add_row(f"spark: time per Newton iteration, {rows:,} firm-years", f"{spark_iter:.3f} s",
+                  "reported", "")
+    goals.add_row("stream: time per Newton pass, same file", f"{stream_iter:.3f} s", "reported", "")
+    goals.add_row("spark overhead per iteration (spark / stream)",
+                  f"{spark_iter / stream_iter:.2f}x", "reported", "")
+    goals.add_row("spark overhead, whole fit (spark / stream)", f"{spark_fit / stream_fit:.2f}x",
+                  "reported", "")
+    d = float(np.max(np.abs(np.asarray(sp[0]["params"]) - np.asarray(sm[0]["params"]))))
+    goals.add_row("coefficients: max|d| spark vs stream", f"{d:.1e}", "<= 1e-8", verdict(d <= 1e-8))
     console.print(goals)
 
 

@@ -78,6 +78,7 @@ from smesurvival.scale.stream import (
     _check_fit,
     _diagnostics,
     _Encoding,
+    _encoding,
     _Plan,
     _plan,
     _result,
@@ -434,7 +435,7 @@ def _fit_frame(
     design_schema = StructType(fields)
     with _quiet():
         arrow_schema = to_arrow_schema(design_schema)
-    encoding = _Encoding(plan.variables, spec, terms, plan.outcome, weights, cluster, formula)
+    encoding = _encoding(plan, spec, terms, scan, dtypes, weights, cluster, formula)
     rows = batch_rows or rows_for_memory(budget, p, len(plan.needed))
     design = _map(data, partial(_guarded(_design_partition), types=types, needed=plan.needed,
                                 rows=rows, encoding=encoding, schema=arrow_schema),

@@ -9,7 +9,10 @@ in-memory engine's own pieces batch by batch:
    categorical factor, the whole-data means/SDs of ``center()``/``standardize()`` terms, the
    0/1 outcome check, the weights check, the cluster labels. The formulaic encoder is then
    fixed once (levels and transform state of the whole data), so every batch encodes to the
-   same columns in the same order as the in-memory design;
+   same columns in the same order as the in-memory design. Batches are encoded by
+   :mod:`smesurvival.scale.encode` straight from their columns when the formula allows it
+   (numbers, products, treatment-coded factors, center/standardize: the same block, checked
+   against formulaic on probe rows), by that formulaic spec otherwise;
 2. **design pass** — the weighted Gram for the rank check
    (:func:`~smesurvival.models.checks.check_rank_gram`), the correlation sums for the VIFs and
    the kernel's sums at the start values;
@@ -21,7 +24,7 @@ in-memory engine's own pieces batch by batch:
 
 What is held in memory: one batch (its Arrow columns, a pandas copy, the design block, the
 encoder's intermediate frames and the kernel's temporaries: about ``batch_rows * (160 p + 64 r)``
-bytes for p design and r raw columns) plus, for Parquet, the row group being decoded; p x p
+bytes for p design and r raw columns with formulaic, less with the direct encoder) plus, for Parquet, the row group being decoded; p x p
 sums, the categorical levels, and for a cluster-robust covariance the sorted distinct cluster
 labels (G values) — plus, only when the clusters are *not* stored contiguously (a firm's rows
 spread over the file), a G x p array of score sums. Nothing else grows with the number of
@@ -69,11 +72,16 @@ from smesurvival.models.fit import (
 from smesurvival.models.glm import GLMEstimate, newton_glm, start_values
 from smesurvival.models.kernels import GLMSums, Information, glm_partial_sums
 from smesurvival.models.result import Diagnostics, FitResult
+from smesurvival.scale.encode import DirectEncoder, direct_encoder
 from smesurvival.scale.sources import BatchSource, CsvSource, open_source
 
 __all__ = ["fit_stream", "parse_memory", "rows_for_memory"]
 
 _STATEFUL = {"center", "standardize", "scale"}
+#: encode batches with :mod:`smesurvival.scale.encode` where the formula allows it (False:
+#: always formulaic; a private switch for tests and benchmarks)
+_DIRECT_ENCODER = True
+_SAMPLE_ROWS = 64  # used rows kept by the scan to check the direct encoder against formulaic
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
           "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
           "tib": 2**40}
@@ -180,6 +188,7 @@ class _Scan:
     missing: dict[str, int] = field(default_factory=dict)
     levels: dict[str, set[Any]] = field(default_factory=dict)
     first_row: pd.DataFrame | None = None
+    sample: pd.DataFrame | None = None  # the first used rows (model columns), at most 64
     y_numeric: bool = True
     bad_y_rows: int = 0
     bad_y_values: list[float] = field(default_factory=list)
@@ -202,6 +211,8 @@ class _Scan:
             self.levels.setdefault(col, set()).update(levels)
         if self.first_row is None:
             self.first_row = other.first_row
+        if self.sample is None:
+            self.sample = other.sample
         self.y_numeric = self.y_numeric and other.y_numeric
         self.bad_y_rows += other.bad_y_rows
         self.bad_y_values = sorted(set(self.bad_y_values) | set(other.bad_y_values))[:5]
@@ -309,7 +320,7 @@ def _fit(
     has_intercept = "Intercept" in terms
     rows = batch_rows or rows_for_memory(budget, p, len(needed))
     enc = _Encoder(src, needed, rows,
-                   _Encoding(variables, spec, terms, outcome, weights, cluster, formula))
+                   _encoding(plan, spec, terms, scan, dtypes, weights, cluster, formula))
 
     # ---- pass 2: Gram (rank check), correlation sums (VIF), kernel sums at the start --------
     icpt = terms.index("Intercept") if has_intercept else None
@@ -548,6 +559,8 @@ def _scan_batch(
     scan.n_used += len(sub)
     if scan.first_row is None:
         scan.first_row = sub.iloc[[0]][list(dict.fromkeys(model_vars))].reset_index(drop=True)
+        scan.sample = sub.iloc[:_SAMPLE_ROWS][list(dict.fromkeys(model_vars))] \
+            .reset_index(drop=True)
     for col in dict.fromkeys(model_vars):
         if col != outcome and (col in c_columns or _maybe_categorical(sub[col])):
             scan.levels.setdefault(col, set()).update(pd.unique(sub[col]).tolist())
@@ -592,17 +605,7 @@ def _build_spec(
 ) -> tuple[ModelSpec, tuple[str, ...]]:
     """The formulaic spec of the whole data: encoder fitted on a small frame holding every
     level of every categorical column, transform state replaced by whole-data moments."""
-    assert scan.first_row is not None
-    n_lev = max([len(v) for v in scan.levels.values()] + [1])
-    frame = scan.first_row.iloc[[0] * n_lev].reset_index(drop=True)
-    for col in frame.columns:
-        target = dtypes.get(col)
-        if col in scan.levels:
-            levels = list(scan.levels[col])
-            s = pd.Series([levels[i % len(levels)] for i in range(n_lev)], dtype=object)
-            frame[col] = s.astype(target) if target is not None else s.infer_objects()
-        elif target is not None and frame[col].dtype != target:
-            frame[col] = frame[col].astype(target)
+    frame = _level_frame(scan, dtypes)
     state: dict[str, Any] = {}
     for key, st in stateful.items():
         mom = st.moments
@@ -630,15 +633,66 @@ def _build_spec(
     return spec, tuple(str(c) for c in mm.columns)
 
 
+def _level_frame(scan: _Scan, dtypes: dict[str, Any]) -> pd.DataFrame:
+    """The scan's first used row repeated, every level of every categorical column cycled
+    through its rows, in the batches' dtypes."""
+    assert scan.first_row is not None
+    n_lev = max([len(v) for v in scan.levels.values()] + [1])
+    frame = scan.first_row.iloc[[0] * n_lev].reset_index(drop=True)
+    for col in frame.columns:
+        target = dtypes.get(col)
+        if col in scan.levels:
+            levels = list(scan.levels[col])
+            s = pd.Series([levels[i % len(levels)] for i in range(n_lev)], dtype=object)
+            frame[col] = s.astype(target) if target is not None else s.infer_objects()
+        elif target is not None and frame[col].dtype != target:
+            frame[col] = frame[col].astype(target)
+    return frame
+
+
+def _probe(scan: _Scan, dtypes: dict[str, Any]) -> pd.DataFrame:
+    """Rows to check the direct encoder on: every level (:func:`_level_frame`) and the scan's
+    first used rows, in the batches' dtypes."""
+    frame = _level_frame(scan, dtypes)
+    if scan.sample is None or not len(scan.sample):
+        return frame
+    sample = scan.sample[list(frame.columns)].copy()
+    for col in sample.columns:
+        target = dtypes.get(col)
+        if target is not None and sample[col].dtype != target:
+            try:
+                sample[col] = sample[col].astype(target)
+            except (TypeError, ValueError):
+                return frame
+    return pd.concat([frame, sample], ignore_index=True)
+
+
 # --------------------------------------------------------------------------- later passes
 
 
 Block = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
 
 
+def _encoding(
+    plan: _Plan, spec: ModelSpec, terms: tuple[str, ...], scan: _Scan, dtypes: dict[str, Any],
+    weights: str | None, cluster: str | None, formula: str,
+) -> _Encoding:
+    """The fixed encoder of the later passes: direct (:mod:`smesurvival.scale.encode`) when the
+    formula allows it and it reproduces formulaic's block on the scan's probe rows, else
+    formulaic."""
+    direct = None
+    if _DIRECT_ENCODER:
+        direct = direct_encoder(spec, terms, _probe(scan, dtypes), ALLOWED_FUNCTIONS, dtypes)
+    return _Encoding(plan.variables, spec, terms, plan.outcome, weights, cluster, formula,
+                     direct)
+
+
 @dataclass(frozen=True)
 class _Encoding:
-    """The fixed encoder: a frame of raw rows -> (X, y, w, cluster labels) of its used rows."""
+    """The fixed encoder: a frame of raw rows -> (X, y, w, cluster labels) of its used rows.
+
+    ``direct``, when set, fills X without formulaic (same columns, same values); otherwise
+    the whole-data formulaic ``spec`` encodes each batch."""
 
     variables: tuple[str, ...]
     spec: ModelSpec
@@ -647,6 +701,7 @@ class _Encoding:
     weights: str | None
     cluster: str | None
     formula: str
+    direct: DirectEncoder | None = None
 
     def encode(self, df: pd.DataFrame) -> Block | None:
         """The used rows of ``df`` encoded (None when every row has a missing value)."""
@@ -655,6 +710,8 @@ class _Encoding:
             keep &= ~df[col].isna().to_numpy()
         if not keep.any():
             return None
+        if self.direct is not None:
+            return self._encode_direct(df, None if keep.all() else keep)
         sub = df[keep].reset_index(drop=True)
         try:
             mm = self.spec.get_model_matrix(sub, context=dict(ALLOWED_FUNCTIONS))
@@ -669,6 +726,25 @@ class _Encoding:
         w = None if self.weights is None else \
             pd.to_numeric(sub[self.weights]).to_numpy(dtype=float)
         cl = None if self.cluster is None else sub[self.cluster].to_numpy()
+        return X, y, w, cl
+
+    def _encode_direct(self, df: pd.DataFrame, keep: np.ndarray | None) -> Block:
+        """:meth:`encode` by the direct encoder (``keep`` None: every row is used)."""
+        assert self.direct is not None
+        try:
+            X = self.direct.encode(df, keep)
+        except ValueError as e:
+            raise FormulaError(
+                f"formula '{self.formula}' could not be evaluated on the data: {e}"
+            ) from None
+
+        def column(name: str) -> pd.Series:
+            return df[name] if keep is None else df[name][keep]
+
+        y = pd.to_numeric(column(self.outcome)).to_numpy(dtype=float)
+        w = None if self.weights is None else \
+            pd.to_numeric(column(self.weights)).to_numpy(dtype=float)
+        cl = None if self.cluster is None else column(self.cluster).to_numpy()
         return X, y, w, cl
 
 
