@@ -158,6 +158,7 @@ class _Problem:
     max_iter: int
     mixed: bool
     identity_first: bool
+    u0x32: np.ndarray  # (N, p) u_i x~_i at beta0: the score of any weights there is W @ u0x32
 
 
 def fit_glm_batched(
@@ -168,7 +169,7 @@ def fit_glm_batched(
     beta0: np.ndarray,
     *,
     tol: float = 1e-8,
-    max_iter: int = 50,
+    max_iter: int = 25,
     information: Information = "observed",
     precision: Precision = "mixed",
     chunk: int = 512,
@@ -180,7 +181,10 @@ def fit_glm_batched(
     Newton's method from ``beta0`` (normally the full-sample estimate). A replicate has
     converged when its largest coefficient step is at most ``tol * (1 + max|beta|)``; the
     step is applied, so the estimate agrees with a tightly converged float64 refit to well
-    below ``tol``. ``information="observed"`` (the default) gives quadratic convergence for
+    below ``tol``. A replicate still moving after ``max_iter`` iterations (25, as R's
+    ``glm.control``; Newton from a warm start needs 5-8) is reported, not waited for: it is
+    diagnosed as separated, singular or at the iteration limit. ``information="observed"``
+    (the default) gives quadratic convergence for
     every link; the choice changes the path, not the estimate. ``precision="float64"`` turns
     off the float32 phase. ``progress`` is called with the number of replicates finished.
     ``W`` may be a :class:`~smesurvival.inference.resample.WeightDraws`: each worker thread
@@ -213,6 +217,8 @@ def fit_glm_batched(
     status = np.zeros(B, dtype=np.int8)
     iters = np.zeros(B, dtype=np.int32)
     bt0 = np.linalg.solve(prob.A, beta0)
+    # resampling counts are exact in float32: half the memory traffic, no float64 copy
+    counts32 = draws is not None and draws.integral and precision == "mixed"
     if draws is not None:  # each worker draws its block just before refitting it
         starts = [draws.bounds(i)[0] for i in range(draws.n_blocks)]
         chunk = BLOCK
@@ -221,7 +227,7 @@ def fit_glm_batched(
 
     def run(s: int) -> int:
         e = min(s + chunk, B)
-        Wc = draws.block(s // BLOCK) if draws is not None else Wm[s:e]
+        Wc = draws.block(s // BLOCK, counts32) if draws is not None else Wm[s:e]
         bt, st, it = _fit_chunk(prob, Wc, bt0)
         params[s:e] = bt @ prob.A.T
         params[s:e][st != CONVERGED] = np.nan
@@ -253,7 +259,7 @@ def _setup(
     uv = _logit_uv if family.name == "logit" else _generic_uv(family, information)
     if not wbar.any():
         wbar = np.ones(X.shape[0])
-    _, v0 = uv(X @ beta0, y, True)
+    u0, v0 = uv(X @ beta0, y, True)
     assert v0 is not None
     H0 = (X * (wbar * v0)[:, None]).T @ X
     try:
@@ -271,6 +277,7 @@ def _setup(
         xt, xt.astype(np.float32), np.ascontiguousarray(xt.T),
         np.ascontiguousarray(xt.T, dtype=np.float32), z.astype(np.float32), z,
         y, y.astype(np.float32), iu, ju, A, uv, tol, _SWITCH, max_iter, mixed, _IDENTITY_FIRST,
+        (xt * u0[:, None]).astype(np.float32),
     )
 
 
@@ -371,8 +378,9 @@ def _fit_chunk(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Newton on one chunk of replicates (whitened coordinates); returns beta~, status, iters."""
     b, p = Wc.shape[0], bt0.size
-    W64 = np.asarray(Wc, dtype=np.float64)
-    W32 = np.asarray(Wc, dtype=np.float32) if prob.mixed else W64
+    # float32 weights come only as exact counts: the float64 steps multiply by them directly
+    W32 = np.asarray(Wc, dtype=np.float32)
+    W64 = W32 if Wc.dtype == np.float32 else np.asarray(Wc, dtype=np.float64)
     beta = np.tile(bt0, (b, 1))
     status = np.full(b, MAX_ITER, dtype=np.int8)
     iters = np.zeros(b, dtype=np.int32)
@@ -403,11 +411,15 @@ def _fit_chunk(
             whole = idx.size == b  # every replicate of the chunk: slices, no gathers
             sel: slice | np.ndarray = slice(None) if whole else idx
             Wi = Wall[sel]
-            eta = beta[sel].astype(xT.dtype) @ xT
             newton = ph in (0, 2)
-            u, v = prob.uv(eta, prob.y32 if low else prob.y64, newton)
-            u *= Wi
-            g = (u @ xt).astype(np.float64)
+            v = None
+            if ph == 3:  # every replicate is at beta0, where u is common: g = W (u0 * X~)
+                g = (Wi @ prob.u0x32).astype(np.float64)
+            else:
+                eta = beta[sel].astype(xT.dtype) @ xT
+                u, v = prob.uv(eta, prob.y32 if low else prob.y64, newton)
+                u *= Wi
+                g = (u @ xt).astype(np.float64)
             if newton:
                 assert v is not None
                 v *= Wi
@@ -415,7 +427,11 @@ def _fit_chunk(
                 hess[sel] = _unpack(prob, flat)
                 L, nonpd = _factor(hess[sel])
                 chol[sel], has_chol[sel] = L, ~nonpd
-            step, bad = _step(hess, chol, has_chol, sel, g)
+            if ph == 3:  # the full-sample information is the identity: the step is the score
+                step, bad = g, ~np.isfinite(g).all(axis=1)
+                step[bad] = 0.0
+            else:
+                step, bad = _step(hess, chol, has_chol, sel, g)
             size = np.abs(step).max(axis=1)
             bad |= _near_singular(hess, idx, size, low)
             status[idx[bad]] = SINGULAR
@@ -467,7 +483,7 @@ def _fit_chunk(
             last[idx] = np.inf if low else size
         active = active[status[active] == MAX_ITER]
     for i in np.flatnonzero((status == MAX_ITER) | (status == SINGULAR)).tolist():
-        status[i] = _diagnose(prob, W64[i], beta[i], int(status[i]))
+        status[i] = _diagnose(prob, W64[i].astype(np.float64), beta[i], int(status[i]))
     return beta, status, iters
 
 

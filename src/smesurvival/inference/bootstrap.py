@@ -212,7 +212,7 @@ def bootstrap(
     names: tuple[str, ...] | None = None,
     vectorized: bool = False,
     tol: float = 1e-8,
-    max_iter: int = 50,
+    max_iter: int = 25,
     chunk: int = 512,
     n_threads: int = 2,
     progress: bool | None = None,

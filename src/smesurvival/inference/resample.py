@@ -49,12 +49,19 @@ class WeightDraws:
         """Replicates start..stop of block i."""
         return i * BLOCK, min((i + 1) * BLOCK, self.B)
 
-    def block(self, i: int) -> np.ndarray:
-        """The weight rows of block i, shape (stop - start, n)."""
+    @property
+    def integral(self) -> bool:
+        """Every weight is a whole number (pairs counts times whole prior weights): exact in
+        float32."""
+        return self.kind == "pairs" and (self.base is None or bool(np.all(self.base == np.round(self.base))))
+
+    def block(self, i: int, float32: bool = False) -> np.ndarray:
+        """The weight rows of block i, shape (stop - start, n) (``float32``: in single
+        precision, for whole-number weights; :attr:`integral`)."""
         start, stop = self.bounds(i)
         b, m = stop - start, self.units
         rng = np.random.default_rng(self.seeds[i])
-        out = np.empty((b, self.n), dtype=self.dtype)
+        out = np.empty((b, self.n), dtype=np.float32 if float32 else self.dtype)
         if self.kind == "pairs":
             draws = rng.integers(0, m, size=(b, m))
             draws += (np.arange(b) * m)[:, None]
