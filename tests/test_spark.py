@@ -336,9 +336,14 @@ def test_unreadable_files(spark: Any, tmp_path: Path) -> None:
     lines[2001] = "1,abc"  # a malformed cell in a numeric column, deep in the file
     csv = tmp_path / "text.csv"
     csv.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataValidationError, match=r"column 'x' holds numbers, but 1 row\(s\) "
-                                                  r"hold text \('abc'\)"):
+    # the partitions count the text cells; the driver finds their file lines (a local CSV)
+    with pytest.raises(DataValidationError, match=r"text.csv: column 'x' holds numbers, but file "
+                                                  r"line\(s\) 2002 \(1 row\(s\)\) hold text \('abc'\)"):
         fit_spark("y ~ x", csv, spark=spark)
+    from smesurvival.scale.spark import _text_lines_on_driver
+
+    assert _text_lines_on_driver("<Spark DataFrame>", "x") is None  # no file: the count alone
+    assert _text_lines_on_driver(str(tmp_path / "gone.csv"), "x") is None
 
 
 def test_bad_subject_rows_are_named(spark: Any, tmp_path: Path) -> None:

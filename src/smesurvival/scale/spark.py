@@ -175,6 +175,9 @@ def _check_text(parts: list[dict[str, Any]], scan: _Scan, label: str) -> None:
             a[2] = list(dict.fromkeys(a[2] + ex))[:3]
     for col, (n_num, n_text, ex) in text.items():
         if n_text and n_num >= n_text:
+            located = _text_lines_on_driver(label, col)
+            if located is not None:
+                raise located
             raise DataValidationError(
                 f"{label}: column '{col}' holds numbers, but {n_text} row(s) hold text "
                 f"({', '.join(map(repr, ex))}): fix those cells or leave them blank (blank cells "
@@ -186,6 +189,26 @@ def _check_text(parts: list[dict[str, Any]], scan: _Scan, label: str) -> None:
                 f"a category it would give {levels - 1:,} dummy columns. It looks like an "
                 "identifier or free text: leave it out of the formula (an identifier can be a "
                 "cluster= column)")
+
+
+def _text_lines_on_driver(label: str, column: str) -> DataValidationError | None:
+    """The file lines of a numeric column's text cells, when the CSV is on the driver's file
+    system: a Spark partition does not know its first line number, the stream engine's
+    whole-file type pass (run here, on the error path only) does. None for other sources."""
+    from pathlib import Path
+
+    from smesurvival.scale.sources import CsvSource
+
+    path = Path(label)
+    if path.suffix.lower() not in (".csv", ".tsv", ".txt") or not path.is_file():
+        return None
+    try:
+        CsvSource(path, 1 << 26).settle_types([column])
+    except DataValidationError as exc:
+        return exc
+    except Exception:  # noqa: BLE001 - any other reading problem: keep Spark's count-only message
+        return None
+    return None
 
 
 def _design_partition(
