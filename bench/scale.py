@@ -418,6 +418,22 @@ def stream_child(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def run_rounds(console: Any, kinds: list[str], args: argparse.Namespace,
+               describe: Any) -> dict[str, list[dict[str, Any]]] | None:
+    """Every measurement ``args.repeat`` times, interleaved, each in its own subprocess; a
+    line per run (``describe(kind, result)``). None (after saying why) when one fails."""
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+    for r in range(args.repeat):
+        for k in kinds:
+            out = run_child(k, args)
+            if "error" in out:
+                console.print(f"[red]{k} failed:[/red] {out['error']}")
+                return None
+            runs[k].append(out)
+            console.print(f"round {r + 1}/{args.repeat} {k}: {describe(k, out)}")
+    return runs
+
+
 def run_child(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", kind, "--rows", str(args.rows), "--cols",
            str(args.cols), "--seed", str(args.seed), "--glum-tol", str(args.glum_tol),
@@ -500,18 +516,11 @@ def memory_part(console: Any, Table: Any, args: argparse.Namespace) -> int:
                           "extra): its rows are skipped[/yellow]")
         else:
             kinds += ["glum", "glum-intercept"]
-    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
-    for r in range(args.repeat):
-        for k in kinds:
-            out = run_child(k, args)
-            if "error" in out:
-                console.print(f"[red]{k} failed:[/red] {out['error']}")
-                return 1
-            runs[k].append(out)
-            console.print(f"round {r + 1}/{args.repeat} {k}: "
-                          + (f"fit {out['fit_s']:.2f} s (cpu {out['fit_cpu']:.2f} s), "
-                             if "fit_s" in out else "")
-                          + f"peak {out['rss'] / 2**30:.2f} GiB")
+    runs = run_rounds(console, kinds, args, lambda k, out: (
+        (f"fit {out['fit_s']:.2f} s (cpu {out['fit_cpu']:.2f} s), " if "fit_s" in out else "")
+        + f"peak {out['rss'] / 2**30:.2f} GiB"))
+    if runs is None:
+        return 1
     report(console, Table, runs, args)
     return 0
 
@@ -628,18 +637,12 @@ def file_parts(console: Any, Table: Any, args: argparse.Namespace, parts: list[s
         console.print(f"  in {w['write_s']:.1f} s")
         kinds = (["stream"] + (["stream-formulaic"] if args.stream_formulaic else [])
                  if want_stream else []) + (["spark", "stream-spark"] if want_spark else [])
-        runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
-        for r in range(args.repeat):
-            for k in kinds:
-                out = run_child(k, args)
-                if "error" in out:
-                    console.print(f"[red]{k} failed:[/red] {out['error']}")
-                    return 1
-                runs[k].append(out)
-                console.print(f"round {r + 1}/{args.repeat} {k}: fit {out['fit_s']:.2f} s "
-                              f"(cpu {out['fit_cpu']:.2f} s), peak {out['rss'] / 1e9:.2f} GB"
-                              + (" (driver)" if k == "spark" else "")
-                              + (f", encoder {out['encoder']}" if "encoder" in out else ""))
+        runs = run_rounds(console, kinds, args, lambda k, out: (
+            f"fit {out['fit_s']:.2f} s (cpu {out['fit_cpu']:.2f} s), peak {out['rss'] / 1e9:.2f} GB"
+            + (" (driver)" if k == "spark" else "")
+            + (f", encoder {out['encoder']}" if "encoder" in out else "")))
+        if runs is None:
+            return 1
         if want_stream:
             stream_report(console, Table, runs, args, w["bytes"]["stream"])
         if want_spark:
