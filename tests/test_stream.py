@@ -328,10 +328,10 @@ def test_cli_stream_memory_option_and_rhs_formula(files: dict[str, Path],
 
 def test_cli_stream_refuses_other_models(files: dict[str, Path],
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(["fit", str(files["parquet"]), "--model", "cox", "--formula", "alliance",
+    code, _, err = run(["fit", str(files["parquet"]), "--model", "finegray", "--formula", "alliance",
                         "--time", "year", "--event", "exited", "--engine", "stream"], capsys)
     assert code == 2
-    assert "logit, probit or cloglog" in err and "Traceback" not in err
+    assert "logit, probit, cloglog or cox" in err and "Traceback" not in err
     code, _, err = run(["fit", str(files["parquet"]), "--formula", FORMULA, "--engine", "gpu"],
                        capsys)
     assert code == 2 and "--engine" in err

@@ -91,7 +91,7 @@ def fit(
     weights_kind: Annotated[str, typer.Option(help="frequency or survey")] = "frequency",
     information: Annotated[str, typer.Option(help="expected (as R's glm) or observed (as Stata)")] = "expected",
     conf_level: Annotated[float, typer.Option(help="confidence level")] = 0.95,
-    engine: Annotated[str, typer.Option(help="memory (read the whole file), stream (Arrow batches in bounded memory; logit, probit, cloglog; Parquet, CSV, DuckDB) or spark (the kernel per Spark partition; logit, probit, cloglog, discrete; Parquet, CSV; pip install 'smesurvival[spark]')")] = "memory",
+    engine: Annotated[str, typer.Option(help="memory (read the whole file), stream (Arrow batches in bounded memory; logit, probit, cloglog, cox; Parquet, CSV, DuckDB) or spark (the kernel per Spark partition; logit, probit, cloglog, discrete; Parquet, CSV; pip install 'smesurvival[spark]')")] = "memory",
     batch_rows: Annotated[int | None, typer.Option(help="rows per batch (--engine stream|spark); default from --memory")] = None,
     memory: Annotated[str, typer.Option(help="memory budget for batch data (--engine stream; spark: per Python worker), e.g. 512MB, 1GB")] = "1GB",
     spark_master: Annotated[str, typer.Option(help="Spark master (--engine spark): local[2], spark://host:7077, yarn, ...")] = "local[2]",
@@ -109,9 +109,9 @@ def fit(
 
     if engine not in ("memory", "stream", "spark"):
         raise UsageError(f"--engine must be 'memory', 'stream' or 'spark'; got '{engine}'")
-    if engine == "stream" and model not in ("logit", "probit", "cloglog"):
+    if engine == "stream" and model not in ("logit", "probit", "cloglog", "cox"):
         raise UsageError(
-            f"--engine stream fits --model logit, probit or cloglog; got '{model}' (use "
+            f"--engine stream fits --model logit, probit, cloglog or cox; got '{model}' (use "
             "--engine memory for it)"
         )
     if engine == "spark" and model not in ("logit", "probit", "cloglog", "discrete"):
@@ -131,7 +131,18 @@ def fit(
     )
     if firth and engine != "memory":
         raise UsageError("--firth runs on --engine memory")
-    if engine == "stream":
+    if engine == "stream" and model == "cox":
+        from smesurvival.scale.stream_cox import fit_cox_stream
+
+        if time is None or event is None:
+            raise UsageError("--model cox needs --time and --event")
+        if (vcov or "classical") != "classical" or cluster is not None:
+            raise UsageError("--engine stream fits Cox models with classical SEs; robust or "
+                             "clustered ones need --engine memory")
+        res = fit_cox_stream(formula, data, duration=time, event=event, entry=start,
+                             strata=strata, weights=weights, ties=ties,  # type: ignore[arg-type]
+                             conf_level=conf_level, batch_rows=batch_rows, memory=memory)
+    elif engine == "stream":
         from smesurvival.scale.stream import fit_stream
 
         if "~" not in formula:

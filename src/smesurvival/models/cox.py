@@ -400,7 +400,12 @@ def check_null_information(info: np.ndarray, Xd: np.ndarray, w_death: np.ndarray
 
 def _baseline(rs: RiskSets, st: CoxState) -> dict[str, object]:
     """Baseline cumulative hazard at x = 0 per stratum (Breslow, or Efron-adjusted increments)."""
-    inc = np.bincount(rs.pair_k, weights=rs.pair_wt / st.den, minlength=rs.n_times + 1) * math.exp(-st.shift)
+    return baseline_hazard(rs, st.den, st.shift)
+
+
+def baseline_hazard(rs: RiskSets, den: np.ndarray, shift: float) -> dict[str, object]:
+    """The baseline cumulative hazard from the Efron denominators ``den`` (at ``shift``)."""
+    inc = np.bincount(rs.pair_k, weights=rs.pair_wt / den, minlength=rs.n_times + 1) * math.exp(-shift)
     out: dict[str, list[float]] = {}
     for s in np.unique(rs.stratum_of_time[1:]):
         sel = np.flatnonzero(rs.stratum_of_time == s)

@@ -143,16 +143,7 @@ def build_risk_sets(
     death_rows = np.flatnonzero(ev)
     d = np.bincount(k_exit[death_rows], weights=w[death_rows], minlength=K + 1)
     m = np.bincount(k_exit[death_rows], minlength=K + 1).astype(float)
-    ks = np.arange(1, K + 1)
-    if ties == "efron":
-        reps = m[1:].astype(np.int64)
-        pair_k = np.repeat(ks, reps)
-        starts = np.cumsum(reps) - reps
-        ell = np.arange(pair_k.size) - np.repeat(starts, reps)
-        pair_frac = ell / m[pair_k]
-        pair_wt = d[pair_k] / m[pair_k]
-    else:
-        pair_k, pair_frac, pair_wt = ks, np.zeros(K), d[1:].copy()
+    pair_k, pair_frac, pair_wt = tie_terms(d, m, ties)
     # entry ids bound the risk interval from below; with several strata they also cut off the
     # later strata that a global reverse cumulative sum would otherwise include
     has_lower = entry is not None or n_strata > 1
@@ -160,6 +151,21 @@ def build_risk_sets(
         n, K, k_exit, k_entry, ev.astype(float), w, death_rows, d, m, pair_k, pair_frac,
         pair_wt, np.concatenate(times_all), np.concatenate(strata_all), has_lower, ties,
     )
+
+
+def tie_terms(d: np.ndarray, m: np.ndarray, ties: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The log-likelihood's terms from the weighted (``d``) and counted (``m``) deaths per
+    event time (index 0 unused): Efron's m_k terms l/m_k of time k with weight d_k/m_k, or
+    Breslow's one term per time. Returns (time id, fraction, weight) per term."""
+    K = d.size - 1
+    ks = np.arange(1, K + 1)
+    if ties == "efron":
+        reps = m[1:].astype(np.int64)
+        pair_k = np.repeat(ks, reps)
+        starts = np.cumsum(reps) - reps
+        ell = np.arange(pair_k.size) - np.repeat(starts, reps)
+        return pair_k, ell / m[pair_k], d[pair_k] / m[pair_k]
+    return ks, np.zeros(K), d[1:].copy()
 
 
 def _time_ids(times: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -400,12 +406,24 @@ def _add_per_time(s0: np.ndarray, s1: np.ndarray, ids: np.ndarray, ids_csc: np.n
     s1 += _per_time(ids, values, X, s0.size, (ids_csc, indptr[: m + 1]))
 
 
-def _finish(rs: RiskSets, got: list[tuple[Any, ...]], eta: np.ndarray, shift: float, top: float,
-            expeta: np.ndarray, r: np.ndarray) -> CoxState:
-    """Add the halves' per-time sums (in a fixed order) and form S0, S1, the Efron
-    denominators, the cumulative weights and the log partial likelihood."""
+@dataclass(frozen=True)
+class RiskTotals:
+    """S0, S1 over the risk sets, the Efron denominators and the per-time weights a, B and
+    their cumulative sum C, from per-time sums of any set of rows (all at once, two halves,
+    or batches added up)."""
+
+    s0: np.ndarray
+    s1: np.ndarray
+    e1: np.ndarray
+    den: np.ndarray
+    a: np.ndarray
+    B: np.ndarray
+    C: np.ndarray
+
+
+def risk_totals(rs: RiskSets, tot: list[np.ndarray]) -> RiskTotals:
+    """From the added per-time sums [exit S0, exit S1, (entry S0, entry S1,) death E0, E1]."""
     K1 = rs.n_times + 1
-    tot = [sum(g[1:], g[0]) for g in zip(*got, strict=True)]
     s0, s1 = _revcumsum(tot[0]), _revcumsum(tot[1])
     if rs.has_lower:
         s0, s1 = s0 - _revcumsum(tot[2]), s1 - _revcumsum(tot[3])
@@ -414,10 +432,55 @@ def _finish(rs: RiskSets, got: list[tuple[Any, ...]], eta: np.ndarray, shift: fl
     den = s0[k] - frac * e0[k]
     a = np.bincount(k, weights=wt / den, minlength=K1)
     B = np.bincount(k, weights=wt * frac / den, minlength=K1)
-    C = np.cumsum(a)
-    ll = float(rs.w_death @ eta[rs.death_rows] - (wt * (np.log(den) + shift)).sum())
-    return CoxState(eta, shift, top, expeta, r, tot[1].sum(axis=0), C, s0, s1, e1, den, B, a, ll, k,
-                    frac, rs)
+    return RiskTotals(s0, s1, e1, den, a, B, np.cumsum(a))
+
+
+def efron_second_moments(rs: RiskSets, rt: RiskTotals) -> np.ndarray:
+    """sum over Efron terms of wt * mean mean', expanded per event time so no (P, p) array
+    forms: mean = (S1 - f E1) / den -> alpha S1 S1' - beta (S1 E1' + E1 S1') + gamma E1 E1'."""
+    K1 = rs.n_times + 1
+    q = rs.pair_wt / rt.den**2
+    alpha = np.bincount(rs.pair_k, weights=q, minlength=K1)
+    beta_ = np.bincount(rs.pair_k, weights=q * rs.pair_frac, minlength=K1)
+    gamma = np.bincount(rs.pair_k, weights=q * rs.pair_frac**2, minlength=K1)
+    se = (rt.s1 * beta_[:, None]).T @ rt.e1
+    out: np.ndarray = (rt.s1 * alpha[:, None]).T @ rt.s1 - se - se.T + (rt.e1 * gamma[:, None]).T @ rt.e1
+    return out
+
+
+def _finish(rs: RiskSets, got: list[tuple[Any, ...]], eta: np.ndarray, shift: float, top: float,
+            expeta: np.ndarray, r: np.ndarray) -> CoxState:
+    """Add the halves' per-time sums (in a fixed order) and form S0, S1, the Efron
+    denominators, the cumulative weights and the log partial likelihood."""
+    tot = [sum(g[1:], g[0]) for g in zip(*got, strict=True)]
+    rt = risk_totals(rs, tot)
+    ll = float(rs.w_death @ eta[rs.death_rows] - (rs.pair_wt * (np.log(rt.den) + shift)).sum())
+    return CoxState(eta, shift, top, expeta, r, tot[1].sum(axis=0), rt.C, rt.s0, rt.s1, rt.e1,
+                    rt.den, rt.B, rt.a, ll, rs.pair_k, rs.pair_frac, rs)
+
+
+def time_sums(rs: RiskSets, X: np.ndarray, beta: np.ndarray, shift: float,
+              Xd: np.ndarray | None = None) -> tuple[float, list[np.ndarray], np.ndarray]:
+    """One pass over a set of rows (e.g. a batch of a streamed file, with global event-time
+    ids): (max of X beta, its per-time sums [exit S0, S1, (entry S0, S1,) death E0, E1] at
+    ``shift``, and r = w exp(X beta - shift)). Sums of several row sets add up."""
+    n = X.shape[0]
+    b = np.ascontiguousarray(beta, dtype=float)
+    eta, expeta = np.empty(n), np.empty(n)
+    r = expeta if rs.unit_weights else np.empty(n)
+    Xd = X[rs.death_rows] if Xd is None else Xd
+    with one_blas_thread():
+        got = _each_part(_parts(n), lambda i, a, z: _pass(rs, X, Xd, b, None, shift, eta, expeta, r,
+                                                          a, z, True))
+    top = float(np.max([g[0] for g in got])) if n else -np.inf
+    return top, [sum(g[1:], g[0]) for g in zip(*[g[1:] for g in got], strict=True)], r
+
+
+def risk_gram(rs: RiskSets, X: np.ndarray, C: np.ndarray, B: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """X' diag(v) X, v_i = r_i (C[exit] - C[entry] - [death] B_k): the risk-set part of the
+    information for a set of rows, given the whole data's cumulative weights C and B."""
+    with one_blas_thread():
+        return _risk_gram(rs, X, C, B, r)
 
 
 @dataclass(frozen=True)
@@ -448,16 +511,8 @@ def _partial_sums(rs: RiskSets, X: np.ndarray, beta: np.ndarray, Xd: np.ndarray,
                   xw_death: np.ndarray | None, shift_hint: float | None) -> CoxSums:
     st = cox_state(rs, X, beta, Xd=Xd, shift_hint=shift_hint)
     grad = cox_gradient(rs, st, Xd, xw_death)
-    # sum over Efron terms of wt * mean mean', expanded per event time so no (P, p) array forms:
-    # mean = (S1 - f E1) / den  ->  alpha S1 S1' - beta (S1 E1' + E1 S1') + gamma E1 E1'
-    K1 = rs.n_times + 1
-    q = rs.pair_wt / st.den**2
-    alpha = np.bincount(rs.pair_k, weights=q, minlength=K1)
-    beta_ = np.bincount(rs.pair_k, weights=q * rs.pair_frac, minlength=K1)
-    gamma = np.bincount(rs.pair_k, weights=q * rs.pair_frac**2, minlength=K1)
-    se = (st.s1 * beta_[:, None]).T @ st.e1
-    mm = (st.s1 * alpha[:, None]).T @ st.s1 - se - se.T + (st.e1 * gamma[:, None]).T @ st.e1
-    info = _risk_gram(rs, X, st) - mm
+    mm = efron_second_moments(rs, RiskTotals(st.s0, st.s1, st.e1, st.den, st.a, st.B, st.C))
+    info = _risk_gram(rs, X, st.C, st.B, st.r) - mm
     return CoxSums(grad, (info + info.T) / 2.0, st.loglik, st)
 
 
@@ -469,7 +524,7 @@ def cox_gradient(rs: RiskSets, st: CoxState, Xd: np.ndarray,
     return xw - (st.a @ st.s1 - st.B @ st.e1)
 
 
-def _risk_gram(rs: RiskSets, X: np.ndarray, st: CoxState) -> np.ndarray:
+def _risk_gram(rs: RiskSets, X: np.ndarray, C: np.ndarray, B: np.ndarray, r: np.ndarray) -> np.ndarray:
     """X' diag(v) X with v_i = r_i (c_i - [death] B_k), the risk-set second moments, in two
     fixed row halves on two threads; v is formed per half, no n-length temporary survives."""
     dr = rs.death_rows
@@ -477,12 +532,12 @@ def _risk_gram(rs: RiskSets, X: np.ndarray, st: CoxState) -> np.ndarray:
     cuts = np.searchsorted(dr, [a for a, _ in parts] + [X.shape[0]])
 
     def half(i: int, a: int, z: int) -> np.ndarray:
-        v = st.C[rs.k_exit[a:z]]
+        v = C[rs.k_exit[a:z]]
         if rs.has_lower:
-            v -= st.C[rs.k_entry[a:z]]
-        v *= st.r[a:z]
+            v -= C[rs.k_entry[a:z]]
+        v *= r[a:z]
         d = dr[int(cuts[i]):int(cuts[i + 1])]
-        v[d - a] -= st.r[d] * st.B[rs.k_exit[d]]
+        v[d - a] -= r[d] * B[rs.k_exit[d]]
         return _gram_part(X, np.sqrt(np.maximum(v, 0.0, out=v), out=v), a, z)
 
     grams = _each_part(parts, half)

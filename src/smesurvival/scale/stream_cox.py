@@ -1,0 +1,405 @@
+"""Cox proportional hazards by streaming: the in-memory kernel's sums, batch by batch.
+
+``fit_cox_stream`` gives the numbers :func:`smesurvival.models.cox.fit_cox` gives on the same
+rows without holding the data (DESIGN.md principle 1: one kernel, many engines). Every sum the
+Cox kernel needs is a sum over rows of per-event-time pieces, so batches add up:
+
+1. **scan pass** -- the stream engine's scan (sample flow, categorical levels, transform state,
+   the 0/1 event check) plus the durations, entry times and strata checks, and the sorted
+   event times of each stratum with their death counts and weights: the global event-time
+   ids and Efron's (or Breslow's) terms;
+2. **per Newton step, two passes** -- first each batch's per-event-time sums of r and r x over
+   exits, entries and deaths (:func:`~smesurvival.models.cox_kernel.time_sums`), added up; the
+   driver forms S0, S1 (suffix sums), the Efron denominators, the score and the log partial
+   likelihood. Then each batch's risk-set Gram X' diag(v) X
+   (:func:`~smesurvival.models.cox_kernel.risk_gram`, v from the driver's cumulative weights),
+   added up, minus the event-time term: the information. The final step's sums give the
+   baseline hazard.
+
+Memory: one batch plus K x p per-time sums, K the number of distinct event times (a daily
+grid over five years: 1,826; continuous times: one per event). Classical standard errors; the
+Lin-Wei sandwich and concordance need the rows in memory (``fit_cox``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from smesurvival.errors import ConvergenceError, DataValidationError, UsageError
+from smesurvival.inference.vcov import check_choice
+from smesurvival.models.checks import check_rank_gram
+from smesurvival.models.cox import TIES, baseline_hazard, check_monotone
+from smesurvival.models.cox_kernel import (
+    RiskSets,
+    RiskTotals,
+    Ties,
+    efron_second_moments,
+    risk_gram,
+    risk_totals,
+    tie_terms,
+    time_sums,
+)
+from smesurvival.models.design import spec_to_dict
+from smesurvival.models.glm import _solve
+from smesurvival.models.result import Diagnostics, FitResult
+from smesurvival.models.survdata import check_durations, file_lines
+from smesurvival.scale.sources import BatchSource, CsvSource, open_source
+from smesurvival.scale.stream import (
+    _Encoding,
+    _encoding,
+    _plan,
+    _Scan,
+    _scan_batch,
+    _settle,
+    parse_memory,
+    rows_for_memory,
+)
+
+__all__ = ["fit_cox_stream"]
+
+_SLACK = 300.0  # a shift within this of max(eta) keeps exp(eta - shift) finite and exact
+
+
+@dataclass(frozen=True)
+class EventTimes:
+    """The whole data's event times: per stratum (codes 0..S-1, sorted labels) the sorted
+    distinct event times, their global ids 1..K, deaths per time (weighted and counted) and
+    the tie terms; shared by every batch."""
+
+    labels: np.ndarray  # stratum labels, sorted (one entry, None, without strata)
+    times: list[np.ndarray]  # per stratum, sorted distinct event times
+    offsets: np.ndarray  # global id offset of each stratum
+    d: np.ndarray  # (K+1,) weighted deaths per time
+    m: np.ndarray  # (K+1,) counted deaths per time
+    pair_k: np.ndarray
+    pair_frac: np.ndarray
+    pair_wt: np.ndarray
+    has_lower: bool
+    ties: str
+
+    @property
+    def K(self) -> int:
+        return self.d.size - 1
+
+    @property
+    def all_times(self) -> tuple[np.ndarray, np.ndarray]:
+        """(event time of each global id, its stratum code); index 0: before the first."""
+        return (np.concatenate([[-np.inf], *self.times]),
+                np.concatenate([[-1], *[np.full(t.size, s) for s, t in enumerate(self.times)]]))
+
+    def no_rows(self) -> RiskSets:
+        """The event-time part alone (no rows): for the driver's per-time algebra."""
+        t, s = self.all_times
+        empty = np.zeros(0, dtype=np.int64)
+        return RiskSets(0, self.K, empty, empty, np.zeros(0), np.zeros(0), empty, self.d, self.m,
+                        self.pair_k, self.pair_frac, self.pair_wt, t, s, self.has_lower, self.ties)
+
+    def risk_sets(self, time: np.ndarray, event: np.ndarray, entry: np.ndarray | None,
+                  codes: np.ndarray, w: np.ndarray) -> RiskSets:
+        """One batch's rows indexed by the global event times (the kernel's RiskSets)."""
+        n = time.size
+        k_exit = np.zeros(n, dtype=np.int64)
+        k_entry = np.zeros(n, dtype=np.int64)
+        for s, ut in enumerate(self.times):
+            rows = np.flatnonzero(codes == s) if len(self.times) > 1 else slice(None)
+            off = int(self.offsets[s])
+            k_exit[rows] = off + np.searchsorted(ut, time[rows], side="right")
+            k_entry[rows] = off + (np.searchsorted(ut, entry[rows], side="right") if entry is not None else 0)
+        ev = (event > 0) & (w > 0)
+        t, s_of = self.all_times
+        return RiskSets(n, self.K, k_exit, k_entry, ev.astype(float), w, np.flatnonzero(ev), self.d,
+                        self.m, self.pair_k, self.pair_frac, self.pair_wt, t, s_of,
+                        self.has_lower, self.ties)
+
+
+@dataclass
+class _Deaths:
+    """Deaths per (stratum label, time), gathered over the scan's batches."""
+
+    parts: list[pd.DataFrame]
+    labels: set[Any]
+
+    def add(self, strata: np.ndarray | None, time: np.ndarray, event: np.ndarray, w: np.ndarray) -> None:
+        lab = strata if strata is not None else np.zeros(time.size, dtype=np.int64)
+        self.labels.update(pd.unique(lab).tolist())
+        ev = (event > 0) & (w > 0)
+        if ev.any():
+            df = pd.DataFrame({"s": lab[ev], "t": time[ev], "w": w[ev], "m": 1.0})
+            self.parts.append(df.groupby(["s", "t"], sort=False).sum().reset_index())
+
+    def settle(self, has_entry: bool, ties: str) -> EventTimes:
+        labels = np.array(sorted(self.labels), dtype=object)
+        if not self.parts:
+            raise DataValidationError("every row is censored (no events), so a Cox model cannot be fitted")
+        agg = pd.concat(self.parts).groupby(["s", "t"]).sum()
+        times, ds, ms, offsets = [], [np.zeros(1)], [np.zeros(1)], []
+        off = 0
+        for lab in labels:
+            sub = agg.loc[lab] if lab in agg.index.get_level_values(0) else agg.iloc[:0]
+            t = np.asarray(sub.index, dtype=float)
+            times.append(t)
+            ds.append(sub["w"].to_numpy(dtype=float))
+            ms.append(sub["m"].to_numpy(dtype=float))
+            offsets.append(off)
+            off += t.size
+        d, m = np.concatenate(ds), np.concatenate(ms)
+        pk, pf, pw = tie_terms(d, m, ties)
+        return EventTimes(labels, times, np.array(offsets), d, m, pk, pf, pw,
+                          has_entry or len(labels) > 1, ties)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    X: np.ndarray
+    rs: RiskSets
+
+
+def fit_cox_stream(
+    formula: str,
+    source: Any = None,
+    *,
+    duration: str,
+    event: str,
+    entry: str | None = None,
+    strata: str | None = None,
+    weights: str | None = None,
+    ties: Ties = "efron",
+    conf_level: float = 0.95,
+    batch_rows: int | None = None,
+    memory: str | int = "1GB",
+    sql: str | None = None,
+    tol: float = 1e-12,
+    max_iter: int = 100,
+) -> FitResult:
+    """Fit h(t | x) = h0_s(t) exp(x'b) by streaming the data in batches (engine ``stream``).
+
+    Options as :func:`smesurvival.models.cox.fit_cox` (classical standard errors, no
+    concordance) and ``source``/``sql``/``batch_rows``/``memory`` as
+    :func:`smesurvival.scale.fit_stream`. Two passes over the data per Newton step.
+
+    >>> res = fit_cox_stream("export_ratio + C(industry)", "firms.parquet",
+    ...                      duration="years", event="failed")  # doctest: +SKIP
+    """
+    check_choice(ties, TIES, "ties")
+    if not 0.0 < conf_level < 1.0:
+        raise UsageError(f"conf_level must be between 0 and 1; got {conf_level}")
+    if batch_rows is not None and (isinstance(batch_rows, bool) or int(batch_rows) < 1):
+        raise UsageError(f"batch_rows must be a whole number >= 1; got {batch_rows!r}")
+    budget = parse_memory(memory)
+    src = open_source(source, sql=sql, block_bytes=budget // 16)
+    try:
+        return _fit(src, formula, duration, event, entry, strata, weights, ties, conf_level,
+                    batch_rows, budget, tol, max_iter)
+    finally:
+        src.close()
+
+
+def _fit(src: BatchSource, formula: str, duration: str, event: str, entry: str | None,
+         strata: str | None, weights: str | None, ties: str, conf_level: float,
+         batch_rows: int | None, budget: int, tol: float, max_iter: int) -> FitResult:
+    rhs = (formula.split("~", 1)[1] if "~" in formula else formula).strip()
+    columns = list(src.columns)
+    for role, col in (("duration", duration), ("event", event), ("entry", entry), ("strata", strata)):
+        if col is not None and col not in columns:
+            raise UsageError(f"{role} column '{col}' is not in the data; columns are: {', '.join(columns)}")
+    plan0 = _plan(columns, f"{event} ~ {rhs}", "classical", None, weights, "frequency")
+    extra = tuple(c for c in (duration, entry, strata) if c)
+    plan = replace(plan0, variables=plan0.variables + extra,
+                   needed=list(dict.fromkeys([*plan0.needed, *extra])))
+    if isinstance(src, CsvSource):
+        src.settle_types(plan.needed)
+
+    # ---- scan: flow, levels, transform state, event times, checks --------------------------
+    rows1 = batch_rows or rows_for_memory(budget, len(plan.needed) + 1, len(plan.needed))
+    scan = _Scan(missing=dict.fromkeys(plan.variables, 0))
+    deaths = _Deaths([], set())
+    for df in src.frames(plan.needed, rows1):
+        offset = scan.n_read
+        _scan_batch(df, scan, plan.variables, plan.parsed.variables, event, weights, None,
+                    plan.stateful, plan.c_columns, formula)
+        keep = _complete(df, plan.variables)
+        if keep.any():
+            t, e, t0, s, w = _survival_columns(df, keep, duration, event, entry, strata, weights,
+                                               offset + np.flatnonzero(keep))
+            deaths.add(s, t, e, w)
+    dtypes = src.freeze()
+    flow, spec, terms_all = _settle(scan, plan, dtypes, "Cox", weights, formula)
+    times = deaths.settle(entry is not None, ties)
+    keep_cols = [j for j, t in enumerate(terms_all) if t != "Intercept"]
+    terms = tuple(terms_all[j] for j in keep_cols)
+    if not terms:
+        raise UsageError("the Cox model needs at least one covariate")
+    enc = _encoding(plan, spec, terms_all, scan, dtypes, weights, None, formula)
+    rows = batch_rows or rows_for_memory(budget, len(terms_all), len(plan.needed))
+
+    def batches() -> Iterator[_Batch]:
+        for df in src.frames(plan.needed, rows):
+            yield from _encode(df, enc, plan.variables, keep_cols, times, duration, event, entry,
+                               strata, weights)
+
+    # ---- Newton: two passes per evaluation --------------------------------------------------
+    p = len(terms)
+    probe = _Evaluator(batches, times, p)
+    beta = np.zeros(p)
+    cur = probe.evaluate(beta, 0.0, gram=True)
+    null = cur
+    check_rank_gram(null.info, terms)
+    steps, converged = 0, False
+    while steps < max_iter:
+        step = _solve(cur.info, cur.grad)
+        size = float(np.max(np.abs(step)))
+        limit = tol * (1.0 + float(np.max(np.abs(beta), initial=0.0)))
+        if size <= limit:
+            converged = True
+            break
+        h = 1.0
+        for _ in range(40):
+            cand = beta + h * step
+            new = probe.evaluate(cand, cur.eta_max, gram=True)
+            if np.isfinite(new.loglik) and new.loglik >= cur.loglik - 1e-12 * (1 + abs(cur.loglik)):
+                break
+            h *= 0.5
+        else:
+            break
+        steps += 1
+        beta, cur = cand, new
+    if not converged or not np.all(np.isfinite(beta)):
+        raise ConvergenceError(
+            f"the streamed Cox fit did not converge in {steps} iterations; a covariate may "
+            "perfectly predict the event order (monotone likelihood): fit a sample in memory "
+            "(fit_cox, --firth) to find it")
+    bread = np.linalg.inv(cur.info)
+    bread = (bread + bread.T) / 2.0
+    check_monotone(beta, bread, null.info, float(times.d.sum()), terms)
+    score = float(null.grad @ np.linalg.solve(null.info, null.grad))
+    wald = float(beta @ np.linalg.solve(bread, beta))
+    baseline = baseline_hazard(times.no_rows(), cur.rt.den, cur.shift)
+    n_used, sum_w = probe.n_rows, probe.sum_w
+    extra_info = {
+        "ties": ties, "weights": weights, "n_strata": len(times.labels), "strata": strata,
+        "entry": entry, "duration": duration, "event": event,
+        "score_test": {"chisq": score, "df": p, "p_value": float(stats.chi2.sf(score, p))},
+        "wald_test": {"chisq": wald, "df": p, "p_value": float(stats.chi2.sf(wald, p))},
+        "concordance": None,
+        "means": dict(zip(terms, map(float, null.rx_total / sum_w), strict=True)),
+    }
+    model_spec = spec
+    return FitResult(
+        model="cox", formula=rhs, terms=terms, params=beta, vcov=bread, vcov_type="classical",
+        nobs=n_used, n_events=float(times.d.sum()), loglik=cur.loglik, llnull=null.loglik,
+        converged=True, iterations=steps, has_intercept=False, flow=flow, conf_level=conf_level,
+        weights_kind="frequency" if weights is not None else None,
+        sum_weights=sum_w if weights is not None else None, n_clusters=None, cluster_var=None,
+        diagnostics=Diagnostics(condition_number=float(np.linalg.cond(cur.info))),
+        design_spec=spec_to_dict(model_spec), extra=extra_info, baseline=baseline, _spec=model_spec,
+        engine="stream",
+    )
+
+
+def _complete(df: pd.DataFrame, variables: tuple[str, ...]) -> np.ndarray:
+    """Rows with a value in every model, survival and weight column (as the scan keeps)."""
+    keep = np.ones(len(df), dtype=bool)
+    for col in dict.fromkeys(variables):
+        keep &= ~df[col].isna().to_numpy()
+    return keep
+
+
+def _survival_columns(
+    df: pd.DataFrame, keep: np.ndarray, duration: str, event: str, entry: str | None,
+    strata: str | None, weights: str | None, rows: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray]:
+    """Durations, events, entry times, strata labels and weights of the kept rows, checked
+    (``rows``: their positions in the whole data, for the messages)."""
+    def num(col: str, role: str) -> np.ndarray:
+        vals = pd.to_numeric(df[col][keep], errors="coerce").to_numpy(dtype=float)
+        if np.isnan(vals).any():
+            raise DataValidationError(
+                f"{role} column '{col}': non-numeric values at {file_lines(np.isnan(vals), rows)}")
+        return vals
+
+    t = num(duration, "duration")
+    e = num(event, "event")
+    t0 = num(entry, "entry") if entry else None
+    check_durations(t, duration, rows, t0, entry)
+    w = num(weights, "weights") if weights else np.ones(t.size)
+    s = df[strata][keep].to_numpy() if strata else None
+    return t, e, t0, s, w
+
+
+def _encode(df: pd.DataFrame, enc: _Encoding, variables: tuple[str, ...], keep_cols: list[int],
+            times: EventTimes, duration: str, event: str, entry: str | None, strata: str | None,
+            weights: str | None) -> Iterator[_Batch]:
+    """One batch: the design without its intercept and the rows' global risk-set ids."""
+    block = enc.encode(df)
+    if block is None:
+        return
+    keep = _complete(df, variables)
+    X = np.ascontiguousarray(block[0][:, keep_cols])
+    t, e, t0, s, w = _survival_columns(df, keep, duration, event, entry, strata, weights,
+                                       np.flatnonzero(keep))
+    codes = (np.searchsorted(times.labels, s) if s is not None  # labels are sorted
+             else np.zeros(t.size, dtype=np.int64))
+    yield _Batch(X, times.risk_sets(t, e, t0, codes, w))
+
+
+@dataclass(frozen=True)
+class _Eval:
+    loglik: float
+    grad: np.ndarray
+    info: np.ndarray
+    rt: RiskTotals
+    shift: float
+    eta_max: float
+    rx_total: np.ndarray
+
+
+class _Evaluator:
+    """Log partial likelihood, score and information at beta: two passes over the batches."""
+
+    def __init__(self, batches: Any, times: EventTimes, p: int) -> None:
+        self.batches, self.times, self.p = batches, times, p
+        self.n_rows, self.sum_w = 0, 0.0
+
+    def _sums(self, beta: np.ndarray, shift: float) -> tuple[float, list[np.ndarray], float, np.ndarray, int, float]:
+        top, tot, lin = -np.inf, None, 0.0
+        xw = np.zeros(self.p)
+        n, sw = 0, 0.0
+        for b in self.batches():
+            t_top, sums, _ = time_sums(b.rs, b.X, beta, shift)
+            top = float(np.maximum(top, t_top))
+            tot = sums if tot is None else [a + c for a, c in zip(tot, sums, strict=True)]
+            dr = b.rs.death_rows
+            lin += float(b.rs.w_death @ (b.X[dr] @ beta))
+            xw += b.X[dr].T @ b.rs.w_death
+            n, sw = n + b.X.shape[0], sw + float(b.rs.weights.sum())
+        assert tot is not None
+        self.n_rows, self.sum_w = n, sw
+        return top, tot, lin, xw, n, sw
+
+    def evaluate(self, beta: np.ndarray, shift: float, *, gram: bool) -> _Eval:
+        top, tot, lin, xw, _, _ = self._sums(beta, shift)
+        if not abs(top - shift) <= _SLACK and np.isfinite(top):  # the hint was far: again
+            shift = top
+            top, tot, lin, xw, _, _ = self._sums(beta, shift)
+        times = self.times
+        rs0 = times.no_rows()
+        rt = risk_totals(rs0, tot)
+        ll = lin - float((times.pair_wt * (np.log(rt.den) + shift)).sum())
+        grad = xw - (rt.a @ rt.s1 - rt.B @ rt.e1)
+        info = np.full((self.p, self.p), np.nan)
+        if gram and np.isfinite(ll):
+            G = np.zeros((self.p, self.p))
+            for b in self.batches():
+                r = b.rs.weights * np.exp(b.X @ beta - shift)
+                G += risk_gram(b.rs, b.X, rt.C, rt.B, r)
+            info = G - efron_second_moments(rs0, rt)
+            info = (info + info.T) / 2.0
+        rx_total = tot[1].sum(axis=0) * math.exp(shift)
+        return _Eval(ll, grad, info, rt, shift, top, rx_total)
