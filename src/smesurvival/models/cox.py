@@ -128,14 +128,10 @@ def fit_cox(
         }
     else:
         conc = None
-    extra = {
-        "ties": ties, "weights": weights, "n_strata": int(np.unique(st).size) if st is not None else 1,
-        "strata": strata, "entry": entry, "duration": duration, "event": event,
-        "score_test": {"chisq": score, "df": p, "p_value": float(stats.chi2.sf(score, p))},
-        "wald_test": {"chisq": wald, "df": p, "p_value": float(stats.chi2.sf(wald, p))},
-        "concordance": conc,
-        "means": dict(zip(terms, map(float, col_sums / rs.weights.sum()), strict=True)),
-    }
+    extra = cox_extra(ties=ties, weights=weights, strata=strata, entry=entry, duration=duration,
+                      event=event, n_strata=int(np.unique(st).size) if st is not None else 1,
+                      score=score, wald=wald, p=p, concordance=conc,
+                      means=dict(zip(terms, map(float, col_sums / rs.weights.sum()), strict=True)))
     return FitResult(
         model="cox", formula=rhs.strip(), terms=terms, params=est.params, vcov=V,
         vcov_type=vcov, nobs=int(rs.n), n_events=float((rs.weights * rs.event).sum()),
@@ -146,6 +142,20 @@ def fit_cox(
         cluster_var=cluster, diagnostics=Diagnostics(condition_number=float(np.linalg.cond(est.info))),
         design_spec=spec_to_dict(model_spec), extra=extra, baseline=baseline, _spec=model_spec,
     )
+
+
+def cox_extra(*, ties: str, weights: str | None, strata: str | None, entry: str | None,
+              duration: str, event: str, n_strata: int, score: float, wald: float, p: int,
+              concordance: dict[str, float] | None, means: dict[str, float]) -> dict[str, Any]:
+    """The Cox fit's ``extra``: options, score and Wald tests (chi-square, p df), concordance
+    and the covariate means (one place for every Cox engine)."""
+    return {
+        "ties": ties, "weights": weights, "n_strata": n_strata, "strata": strata, "entry": entry,
+        "duration": duration, "event": event,
+        "score_test": {"chisq": score, "df": p, "p_value": float(stats.chi2.sf(score, p))},
+        "wald_test": {"chisq": wald, "df": p, "p_value": float(stats.chi2.sf(wald, p))},
+        "concordance": concordance, "means": means,
+    }
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from smesurvival.errors import ConvergenceError, DataValidationError, UsageError
 from smesurvival.inference.vcov import check_choice
 from smesurvival.models.checks import check_rank_gram
-from smesurvival.models.cox import TIES, baseline_hazard, check_monotone
+from smesurvival.models.cox import TIES, baseline_hazard, check_monotone, cox_extra
 from smesurvival.models.cox_kernel import (
     RiskSets,
     RiskTotals,
@@ -282,14 +281,10 @@ def _fit(src: BatchSource, formula: str, duration: str, event: str, entry: str |
     wald = float(beta @ np.linalg.solve(bread, beta))
     baseline = baseline_hazard(times.no_rows(), cur.rt.den, cur.shift)
     n_used, sum_w = probe.n_rows, probe.sum_w
-    extra_info = {
-        "ties": ties, "weights": weights, "n_strata": len(times.labels), "strata": strata,
-        "entry": entry, "duration": duration, "event": event,
-        "score_test": {"chisq": score, "df": p, "p_value": float(stats.chi2.sf(score, p))},
-        "wald_test": {"chisq": wald, "df": p, "p_value": float(stats.chi2.sf(wald, p))},
-        "concordance": None,
-        "means": dict(zip(terms, map(float, null.rx_total / sum_w), strict=True)),
-    }
+    extra_info = cox_extra(ties=ties, weights=weights, strata=strata, entry=entry,
+                           duration=duration, event=event, n_strata=len(times.labels),
+                           score=score, wald=wald, p=p, concordance=None,
+                           means=dict(zip(terms, map(float, null.rx_total / sum_w), strict=True)))
     model_spec = spec
     return FitResult(
         model="cox", formula=rhs, terms=terms, params=beta, vcov=bread, vcov_type="classical",
