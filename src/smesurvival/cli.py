@@ -91,7 +91,7 @@ def fit(
     weights_kind: Annotated[str, typer.Option(help="frequency or survey")] = "frequency",
     information: Annotated[str, typer.Option(help="expected (as R's glm) or observed (as Stata)")] = "expected",
     conf_level: Annotated[float, typer.Option(help="confidence level")] = 0.95,
-    engine: Annotated[str, typer.Option(help="memory (read the whole file), stream (Arrow batches in bounded memory; logit, probit, cloglog, cox; Parquet, CSV, DuckDB) or spark (the kernel per Spark partition; logit, probit, cloglog, discrete; Parquet, CSV; pip install 'smesurvival[spark]')")] = "memory",
+    engine: Annotated[str, typer.Option(help="memory (read the whole file), stream (Arrow batches in bounded memory; logit, probit, cloglog, cox; Parquet, CSV, DuckDB) or spark (the kernel per Spark partition; logit, probit, cloglog, discrete, cox; Parquet, CSV; pip install 'smesurvival[spark]')")] = "memory",
     batch_rows: Annotated[int | None, typer.Option(help="rows per batch (--engine stream|spark); default from --memory")] = None,
     memory: Annotated[str, typer.Option(help="memory budget for batch data (--engine stream; spark: per Python worker), e.g. 512MB, 1GB")] = "1GB",
     spark_master: Annotated[str, typer.Option(help="Spark master (--engine spark): local[2], spark://host:7077, yarn, ...")] = "local[2]",
@@ -114,11 +114,14 @@ def fit(
             f"--engine stream fits --model logit, probit, cloglog or cox; got '{model}' (use "
             "--engine memory for it)"
         )
-    if engine == "spark" and model not in ("logit", "probit", "cloglog", "discrete"):
+    if engine == "spark" and model not in ("logit", "probit", "cloglog", "discrete", "cox"):
         raise UsageError(
-            f"--engine spark fits --model logit, probit, cloglog or discrete; got '{model}' (use "
-            "--engine memory for it)"
+            f"--engine spark fits --model logit, probit, cloglog, discrete or cox; got '{model}' "
+            "(use --engine memory for it)"
         )
+    if engine != "memory" and model == "cox" and ((vcov or "classical") != "classical" or cluster):
+        raise UsageError(f"--engine {engine} fits Cox models with classical SEs; robust or "
+                         "clustered ones need --engine memory")
     try:
         cut_values = tuple(float(c) for c in cuts.split(",")) if cuts else None
     except ValueError:
@@ -136,9 +139,6 @@ def fit(
 
         if time is None or event is None:
             raise UsageError("--model cox needs --time and --event")
-        if (vcov or "classical") != "classical" or cluster is not None:
-            raise UsageError("--engine stream fits Cox models with classical SEs; robust or "
-                             "clustered ones need --engine memory")
         res = fit_cox_stream(formula, data, duration=time, event=event, entry=start,
                              strata=strata, weights=weights, ties=ties,  # type: ignore[arg-type]
                              conf_level=conf_level, batch_rows=batch_rows, memory=memory)
@@ -176,7 +176,7 @@ def fit(
 
 def _fit_spark(data: str, model: str, formula: str, opts: Any, *, batch_rows: int | None,
                memory: str, master: str, partitions: int | None) -> Any:
-    """``fit --engine spark``: the binary models and the discrete-time hazard on Spark."""
+    """``fit --engine spark``: the binary models, the discrete-time hazard and Cox on Spark."""
     from smesurvival.models.dispatch import DEFAULT_VCOV
     from smesurvival.scale.spark import fit_spark
     from smesurvival.scale.spark_discrete import fit_spark_discrete
@@ -186,6 +186,15 @@ def _fit_spark(data: str, model: str, formula: str, opts: Any, *, batch_rows: in
         "batch_rows": batch_rows, "memory": memory, "master": master, "partitions": partitions,
         "information": opts.information, "conf_level": opts.conf_level,
     }
+    if model == "cox":
+        from smesurvival.scale.spark_cox import fit_spark_cox
+
+        if opts.time is None or opts.event is None:
+            raise UsageError("--model cox needs --time and --event")
+        return fit_spark_cox(formula, data, duration=opts.time, event=opts.event, entry=opts.start,
+                             strata=opts.strata, weights=opts.weights, ties=opts.ties,
+                             conf_level=opts.conf_level, batch_rows=batch_rows, memory=memory,
+                             master=master, partitions=partitions)
     if model == "discrete":
         for flag, value in (("--time", opts.time), ("--event", opts.event), ("--id", opts.id)):
             if value is None:

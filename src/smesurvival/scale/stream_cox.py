@@ -24,7 +24,7 @@ Lin-Wei sandwich and concordance need the rows in memory (``fit_cox``).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -53,6 +53,7 @@ from smesurvival.scale.sources import BatchSource, CsvSource, open_source
 from smesurvival.scale.stream import (
     _Encoding,
     _encoding,
+    _Plan,
     _plan,
     _Scan,
     _scan_batch,
@@ -200,54 +201,126 @@ def fit_cox_stream(
         src.close()
 
 
-def _fit(src: BatchSource, formula: str, duration: str, event: str, entry: str | None,
-         strata: str | None, weights: str | None, ties: str, conf_level: float,
-         batch_rows: int | None, budget: int, tol: float, max_iter: int) -> FitResult:
+@dataclass(frozen=True)
+class CoxPlan:
+    """What a Cox formula and its options ask of the data (no row read): the stream engine's
+    plan with the event as its 0/1 outcome, and the survival columns in the drop order."""
+
+    plan: _Plan
+    rhs: str
+    formula: str  # "event ~ rhs", the form the stream engine's scan checks
+    duration: str
+    event: str
+    entry: str | None
+    strata: str | None
+    weights: str | None
+    ties: str
+
+
+def cox_plan(columns: list[str], formula: str, *, duration: str, event: str, entry: str | None,
+             strata: str | None, weights: str | None, ties: str) -> CoxPlan:
+    """Check the options against the columns and parse the formula."""
     rhs = (formula.split("~", 1)[1] if "~" in formula else formula).strip()
-    columns = list(src.columns)
     for role, col in (("duration", duration), ("event", event), ("entry", entry), ("strata", strata)):
         if col is not None and col not in columns:
             raise UsageError(f"{role} column '{col}' is not in the data; columns are: {', '.join(columns)}")
-    plan0 = _plan(columns, f"{event} ~ {rhs}", "classical", None, weights, "frequency")
+    full = f"{event} ~ {rhs}"
+    plan0 = _plan(columns, full, "classical", None, weights, "frequency")
     extra = tuple(c for c in (duration, entry, strata) if c)
     plan = replace(plan0, variables=plan0.variables + extra,
                    needed=list(dict.fromkeys([*plan0.needed, *extra])))
-    if isinstance(src, CsvSource):
-        src.settle_types(plan.needed)
+    return CoxPlan(plan, rhs, full, duration, event, entry, strata, weights, ties)
 
-    # ---- scan: flow, levels, transform state, event times, checks --------------------------
-    rows1 = batch_rows or rows_for_memory(budget, len(plan.needed) + 1, len(plan.needed))
-    scan = _Scan(missing=dict.fromkeys(plan.variables, 0))
-    deaths = _Deaths([], set())
-    for df in src.frames(plan.needed, rows1):
-        offset = scan.n_read
-        _scan_batch(df, scan, plan.variables, plan.parsed.variables, event, weights, None,
-                    plan.stateful, plan.c_columns, formula)
-        keep = _complete(df, plan.variables)
-        if keep.any():
-            t, e, t0, s, w = _survival_columns(df, keep, duration, event, entry, strata, weights,
-                                               offset + np.flatnonzero(keep))
-            deaths.add(s, t, e, w)
-    dtypes = src.freeze()
-    flow, spec, terms_all = _settle(scan, plan, dtypes, "Cox", weights, formula)
-    times = deaths.settle(entry is not None, ties)
-    keep_cols = [j for j, t in enumerate(terms_all) if t != "Intercept"]
+
+def scan_frame(cp: CoxPlan, df: pd.DataFrame, scan: _Scan, deaths: _Deaths) -> None:
+    """The scan of one batch: the stream engine's (flow, levels, transform state, the 0/1
+    event) plus the durations' checks and the deaths per event time."""
+    plan = cp.plan
+    offset = scan.n_read
+    _scan_batch(df, scan, plan.variables, plan.parsed.variables, cp.event, cp.weights, None,
+                plan.stateful, plan.c_columns, cp.formula)
+    keep = _complete(df, plan.variables)
+    if keep.any():
+        t, e, _, s, w = _survival_columns(df, keep, cp, offset + np.flatnonzero(keep))
+        deaths.add(s, t, e, w)
+
+
+@dataclass(frozen=True)
+class CoxDesign:
+    """After the scan: the fixed encoder, the design columns kept (no intercept) and the whole
+    data's event times; turns a batch of raw rows into a :class:`_Batch`."""
+
+    cp: CoxPlan
+    encoding: _Encoding
+    keep_cols: tuple[int, ...]
+    terms: tuple[str, ...]
+    times: EventTimes
+    flow: Any  # SampleFlow
+    spec: Any  # formulaic ModelSpec
+
+    def batches(self, df: pd.DataFrame) -> Iterator[_Batch]:
+        """The batch's used rows: design without its intercept, global risk-set ids."""
+        block = self.encoding.encode(df)
+        if block is None:
+            return
+        keep = _complete(df, self.cp.plan.variables)
+        X = np.ascontiguousarray(block[0][:, list(self.keep_cols)])
+        t, e, t0, s, w = _survival_columns(df, keep, self.cp, np.flatnonzero(keep))
+        codes = (np.searchsorted(self.times.labels, s) if s is not None  # labels are sorted
+                 else np.zeros(t.size, dtype=np.int64))
+        yield _Batch(X, self.times.risk_sets(t, e, t0, codes, w))
+
+
+def settle_cox(cp: CoxPlan, scan: _Scan, deaths: _Deaths, dtypes: dict[str, Any]) -> CoxDesign:
+    """The sample flow, the whole-data encoder and the event times, after the scan."""
+    flow, spec, terms_all = _settle(scan, cp.plan, dtypes, "Cox", cp.weights, cp.formula)
+    times = deaths.settle(cp.entry is not None, cp.ties)
+    keep_cols = tuple(j for j, t in enumerate(terms_all) if t != "Intercept")
     terms = tuple(terms_all[j] for j in keep_cols)
     if not terms:
         raise UsageError("the Cox model needs at least one covariate")
-    enc = _encoding(plan, spec, terms_all, scan, dtypes, weights, None, formula)
-    rows = batch_rows or rows_for_memory(budget, len(terms_all), len(plan.needed))
+    enc = _encoding(cp.plan, spec, terms_all, scan, dtypes, cp.weights, None, cp.formula)
+    return CoxDesign(cp, enc, keep_cols, terms, times, flow, spec)
+
+
+def _fit(src: BatchSource, formula: str, duration: str, event: str, entry: str | None,
+         strata: str | None, weights: str | None, ties: str, conf_level: float,
+         batch_rows: int | None, budget: int, tol: float, max_iter: int) -> FitResult:
+    cp = cox_plan(list(src.columns), formula, duration=duration, event=event, entry=entry,
+                  strata=strata, weights=weights, ties=ties)
+    needed = cp.plan.needed
+    if isinstance(src, CsvSource):
+        src.settle_types(needed)
+    rows1 = batch_rows or rows_for_memory(budget, len(needed) + 1, len(needed))
+    scan = _Scan(missing=dict.fromkeys(cp.plan.variables, 0))
+    deaths = _Deaths([], set())
+    for df in src.frames(needed, rows1):
+        scan_frame(cp, df, scan, deaths)
+    design = settle_cox(cp, scan, deaths, src.freeze())
+    rows = batch_rows or rows_for_memory(budget, len(design.terms) + 1, len(needed))
 
     def batches() -> Iterator[_Batch]:
-        for df in src.frames(plan.needed, rows):
-            yield from _encode(df, enc, plan.variables, keep_cols, times, duration, event, entry,
-                               strata, weights)
+        for df in src.frames(needed, rows):
+            yield from design.batches(df)
 
-    # ---- Newton: two passes per evaluation --------------------------------------------------
+    def sums(beta: np.ndarray, shift: float) -> PassSums:
+        return sum((batch_sums(b, beta, shift) for b in batches()), PassSums.zero(len(beta)))
+
+    def gram(beta: np.ndarray, shift: float, C: np.ndarray, B: np.ndarray) -> np.ndarray:
+        p = len(beta)
+        return sum((batch_gram(b, beta, shift, C, B) for b in batches()), np.zeros((p, p)))
+
+    return fit_cox_sums(design, Evaluator(design.times, sums, gram), conf_level=conf_level,
+                        tol=tol, max_iter=max_iter, engine="stream")
+
+
+def fit_cox_sums(design: CoxDesign, ev: Evaluator, *, conf_level: float, tol: float,
+                 max_iter: int, engine: str) -> FitResult:
+    """Newton on an engine's additive sums (line search as ``fit_cox``), then the result."""
+    terms, times = design.terms, design.times
     p = len(terms)
-    probe = _Evaluator(batches, times, p)
     beta = np.zeros(p)
-    cur = probe.evaluate(beta, 0.0, gram=True)
+    cur = ev.evaluate(beta, 0.0)
     null = cur
     check_rank_gram(null.info, terms)
     steps, converged = 0, False
@@ -261,7 +334,7 @@ def _fit(src: BatchSource, formula: str, duration: str, event: str, entry: str |
         h = 1.0
         for _ in range(40):
             cand = beta + h * step
-            new = probe.evaluate(cand, cur.eta_max, gram=True)
+            new = ev.evaluate(cand, cur.eta_max)
             if np.isfinite(new.loglik) and new.loglik >= cur.loglik - 1e-12 * (1 + abs(cur.loglik)):
                 break
             h *= 0.5
@@ -271,30 +344,30 @@ def _fit(src: BatchSource, formula: str, duration: str, event: str, entry: str |
         beta, cur = cand, new
     if not converged or not np.all(np.isfinite(beta)):
         raise ConvergenceError(
-            f"the streamed Cox fit did not converge in {steps} iterations; a covariate may "
-            "perfectly predict the event order (monotone likelihood): fit a sample in memory "
+            f"the Cox fit ({engine} engine) did not converge in {steps} iterations; a covariate "
+            "may perfectly predict the event order (monotone likelihood): fit a sample in memory "
             "(fit_cox, --firth) to find it")
     bread = np.linalg.inv(cur.info)
     bread = (bread + bread.T) / 2.0
     check_monotone(beta, bread, null.info, float(times.d.sum()), terms)
     score = float(null.grad @ np.linalg.solve(null.info, null.grad))
     wald = float(beta @ np.linalg.solve(bread, beta))
-    baseline = baseline_hazard(times.no_rows(), cur.rt.den, cur.shift)
-    n_used, sum_w = probe.n_rows, probe.sum_w
-    extra_info = cox_extra(ties=ties, weights=weights, strata=strata, entry=entry,
-                           duration=duration, event=event, n_strata=len(times.labels),
+    cp = design.cp
+    n_used, sum_w = null.n, null.sum_w
+    extra_info = cox_extra(ties=cp.ties, weights=cp.weights, strata=cp.strata, entry=cp.entry,
+                           duration=cp.duration, event=cp.event, n_strata=len(times.labels),
                            score=score, wald=wald, p=p, concordance=None,
                            means=dict(zip(terms, map(float, null.rx_total / sum_w), strict=True)))
-    model_spec = spec
     return FitResult(
-        model="cox", formula=rhs, terms=terms, params=beta, vcov=bread, vcov_type="classical",
+        model="cox", formula=cp.rhs, terms=terms, params=beta, vcov=bread, vcov_type="classical",
         nobs=n_used, n_events=float(times.d.sum()), loglik=cur.loglik, llnull=null.loglik,
-        converged=True, iterations=steps, has_intercept=False, flow=flow, conf_level=conf_level,
-        weights_kind="frequency" if weights is not None else None,
-        sum_weights=sum_w if weights is not None else None, n_clusters=None, cluster_var=None,
+        converged=True, iterations=steps, has_intercept=False, flow=design.flow,
+        conf_level=conf_level, weights_kind="frequency" if cp.weights is not None else None,
+        sum_weights=sum_w if cp.weights is not None else None, n_clusters=None, cluster_var=None,
         diagnostics=Diagnostics(condition_number=float(np.linalg.cond(cur.info))),
-        design_spec=spec_to_dict(model_spec), extra=extra_info, baseline=baseline, _spec=model_spec,
-        engine="stream",
+        design_spec=spec_to_dict(design.spec), extra=extra_info,
+        baseline=baseline_hazard(times.no_rows(), cur.rt.den, cur.shift), _spec=design.spec,
+        engine=engine,
     )
 
 
@@ -307,8 +380,7 @@ def _complete(df: pd.DataFrame, variables: tuple[str, ...]) -> np.ndarray:
 
 
 def _survival_columns(
-    df: pd.DataFrame, keep: np.ndarray, duration: str, event: str, entry: str | None,
-    strata: str | None, weights: str | None, rows: np.ndarray,
+    df: pd.DataFrame, keep: np.ndarray, cp: CoxPlan, rows: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray]:
     """Durations, events, entry times, strata labels and weights of the kept rows, checked
     (``rows``: their positions in the whole data, for the messages)."""
@@ -319,29 +391,51 @@ def _survival_columns(
                 f"{role} column '{col}': non-numeric values at {file_lines(np.isnan(vals), rows)}")
         return vals
 
-    t = num(duration, "duration")
-    e = num(event, "event")
-    t0 = num(entry, "entry") if entry else None
-    check_durations(t, duration, rows, t0, entry)
-    w = num(weights, "weights") if weights else np.ones(t.size)
-    s = df[strata][keep].to_numpy() if strata else None
+    t = num(cp.duration, "duration")
+    e = num(cp.event, "event")
+    t0 = num(cp.entry, "entry") if cp.entry else None
+    check_durations(t, cp.duration, rows, t0, cp.entry)
+    w = num(cp.weights, "weights") if cp.weights else np.ones(t.size)
+    s = df[cp.strata][keep].to_numpy() if cp.strata else None
     return t, e, t0, s, w
 
 
-def _encode(df: pd.DataFrame, enc: _Encoding, variables: tuple[str, ...], keep_cols: list[int],
-            times: EventTimes, duration: str, event: str, entry: str | None, strata: str | None,
-            weights: str | None) -> Iterator[_Batch]:
-    """One batch: the design without its intercept and the rows' global risk-set ids."""
-    block = enc.encode(df)
-    if block is None:
-        return
-    keep = _complete(df, variables)
-    X = np.ascontiguousarray(block[0][:, keep_cols])
-    t, e, t0, s, w = _survival_columns(df, keep, duration, event, entry, strata, weights,
-                                       np.flatnonzero(keep))
-    codes = (np.searchsorted(times.labels, s) if s is not None  # labels are sorted
-             else np.zeros(t.size, dtype=np.int64))
-    yield _Batch(X, times.risk_sets(t, e, t0, codes, w))
+@dataclass(frozen=True)
+class PassSums:
+    """One pass's additive sums over rows: max of X beta, the per-event-time sums [exit S0,
+    S1, (entry S0, S1,) death E0, E1], sum of w x beta and of w x over deaths, rows, weights."""
+
+    top: float
+    tot: tuple[np.ndarray, ...]
+    lin: float
+    xw: np.ndarray
+    n: int
+    sum_w: float
+
+    @staticmethod
+    def zero(p: int) -> PassSums:
+        return PassSums(-math.inf, (), 0.0, np.zeros(p), 0, 0.0)
+
+    def __add__(self, o: PassSums) -> PassSums:
+        tot = o.tot if not self.tot else self.tot if not o.tot else \
+            tuple(a + b for a, b in zip(self.tot, o.tot, strict=True))
+        return PassSums(float(np.maximum(self.top, o.top)), tot, self.lin + o.lin, self.xw + o.xw,
+                        self.n + o.n, self.sum_w + o.sum_w)
+
+
+def batch_sums(b: _Batch, beta: np.ndarray, shift: float) -> PassSums:
+    """Pass 1 on one batch (the memory kernel's :func:`time_sums`)."""
+    top, sums, _ = time_sums(b.rs, b.X, beta, shift)
+    dr = b.rs.death_rows
+    Xd = b.X[dr]
+    return PassSums(top, tuple(sums), float(b.rs.w_death @ (Xd @ beta)), Xd.T @ b.rs.w_death,
+                    b.X.shape[0], float(b.rs.weights.sum()))
+
+
+def batch_gram(b: _Batch, beta: np.ndarray, shift: float, C: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Pass 2 on one batch: its risk-set Gram with the whole data's cumulative weights."""
+    r = b.rs.weights * np.exp(b.X @ beta - shift)
+    return risk_gram(b.rs, b.X, C, B, r)
 
 
 @dataclass(frozen=True)
@@ -352,49 +446,32 @@ class _Eval:
     rt: RiskTotals
     shift: float
     eta_max: float
-    rx_total: np.ndarray
+    rx_total: np.ndarray  # sum of w x exp(x beta) over all rows (w'X at beta = 0)
+    n: int
+    sum_w: float
 
 
-class _Evaluator:
-    """Log partial likelihood, score and information at beta: two passes over the batches."""
+class Evaluator:
+    """Log partial likelihood, score and information at beta from an engine's two passes:
+    ``sums(beta, shift)`` (pass 1, added over rows) and ``gram(beta, shift, C, B)`` (pass 2)."""
 
-    def __init__(self, batches: Any, times: EventTimes, p: int) -> None:
-        self.batches, self.times, self.p = batches, times, p
-        self.n_rows, self.sum_w = 0, 0.0
+    def __init__(self, times: EventTimes, sums: Callable[[np.ndarray, float], PassSums],
+                 gram: Callable[[np.ndarray, float, np.ndarray, np.ndarray], np.ndarray]) -> None:
+        self.times, self.sums, self.gram = times, sums, gram
 
-    def _sums(self, beta: np.ndarray, shift: float) -> tuple[float, list[np.ndarray], float, np.ndarray, int, float]:
-        top, tot, lin = -np.inf, None, 0.0
-        xw = np.zeros(self.p)
-        n, sw = 0, 0.0
-        for b in self.batches():
-            t_top, sums, _ = time_sums(b.rs, b.X, beta, shift)
-            top = float(np.maximum(top, t_top))
-            tot = sums if tot is None else [a + c for a, c in zip(tot, sums, strict=True)]
-            dr = b.rs.death_rows
-            lin += float(b.rs.w_death @ (b.X[dr] @ beta))
-            xw += b.X[dr].T @ b.rs.w_death
-            n, sw = n + b.X.shape[0], sw + float(b.rs.weights.sum())
-        assert tot is not None
-        self.n_rows, self.sum_w = n, sw
-        return top, tot, lin, xw, n, sw
-
-    def evaluate(self, beta: np.ndarray, shift: float, *, gram: bool) -> _Eval:
-        top, tot, lin, xw, _, _ = self._sums(beta, shift)
-        if not abs(top - shift) <= _SLACK and np.isfinite(top):  # the hint was far: again
-            shift = top
-            top, tot, lin, xw, _, _ = self._sums(beta, shift)
-        times = self.times
-        rs0 = times.no_rows()
-        rt = risk_totals(rs0, tot)
-        ll = lin - float((times.pair_wt * (np.log(rt.den) + shift)).sum())
-        grad = xw - (rt.a @ rt.s1 - rt.B @ rt.e1)
-        info = np.full((self.p, self.p), np.nan)
-        if gram and np.isfinite(ll):
-            G = np.zeros((self.p, self.p))
-            for b in self.batches():
-                r = b.rs.weights * np.exp(b.X @ beta - shift)
-                G += risk_gram(b.rs, b.X, rt.C, rt.B, r)
-            info = G - efron_second_moments(rs0, rt)
+    def evaluate(self, beta: np.ndarray, shift: float) -> _Eval:
+        ps = self.sums(beta, shift)
+        if not abs(ps.top - shift) <= _SLACK and np.isfinite(ps.top):  # the hint was far: again
+            shift = ps.top
+            ps = self.sums(beta, shift)
+        rs0 = self.times.no_rows()
+        rt = risk_totals(rs0, list(ps.tot))
+        ll = ps.lin - float((self.times.pair_wt * (np.log(rt.den) + shift)).sum())
+        grad = ps.xw - (rt.a @ rt.s1 - rt.B @ rt.e1)
+        p = beta.size
+        info = np.full((p, p), np.nan)
+        if np.isfinite(ll):
+            info = self.gram(beta, shift, rt.C, rt.B) - efron_second_moments(rs0, rt)
             info = (info + info.T) / 2.0
-        rx_total = tot[1].sum(axis=0) * math.exp(shift)
-        return _Eval(ll, grad, info, rt, shift, top, rx_total)
+        rx_total = ps.tot[1].sum(axis=0) * math.exp(shift)
+        return _Eval(ll, grad, info, rt, shift, ps.top, rx_total, ps.n, ps.sum_w)
