@@ -67,11 +67,9 @@ from smesurvival.scale.spark_io import (
     _PartitionSource,
     _payload,
     _quiet,
-    _read,
-    _require_pyspark,
     _select,
-    _stripped,
     _Types,
+    spark_frame,
     spark_session,
 )
 from smesurvival.scale.stream import (
@@ -387,12 +385,7 @@ def fit_spark(
     check_choice(model, BINARY_MODELS, "model")
     _check_common(vcov, weights_kind, information, conf_level, batch_rows, partitions)
     budget = parse_memory(memory)
-    session = spark if spark is not None else spark_session(master)
-    _require_pyspark()
-    sdf, label = _read(session, source, sql)
-    sdf = _stripped(sdf, label)
-    if partitions is not None:
-        sdf = sdf.repartition(int(partitions))
+    session, sdf, label = spark_frame(spark, master, source, sql, partitions)
     return _fit_frame(
         session, sdf, label, formula, model=model, vcov=vcov, cluster=cluster, weights=weights,
         weights_kind=weights_kind, information=information, conf_level=conf_level,

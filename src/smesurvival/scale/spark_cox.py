@@ -33,12 +33,9 @@ from smesurvival.scale.spark_io import (
     _map,
     _PartitionSource,
     _payload,
-    _read,
-    _require_pyspark,
     _select,
-    _stripped,
     _Types,
-    spark_session,
+    spark_frame,
 )
 from smesurvival.scale.stream import _Scan, parse_memory, rows_for_memory
 from smesurvival.scale.stream_cox import (
@@ -88,12 +85,7 @@ def fit_spark_cox(
     check_choice(ties, TIES, "ties")
     _check_common("classical", "frequency", "expected", conf_level, batch_rows, partitions)
     budget = parse_memory(memory)
-    session = spark if spark is not None else spark_session(master)
-    _require_pyspark()
-    sdf, label = _read(session, source, sql)
-    sdf = _stripped(sdf, label)
-    if partitions is not None:
-        sdf = sdf.repartition(int(partitions))
+    _, sdf, label = spark_frame(spark, master, source, sql, partitions)
     cp = cox_plan(list(sdf.columns), formula, duration=duration, event=event, entry=entry,
                   strata=strata, weights=weights, ties=ties)
     from pyspark import StorageLevel

@@ -50,12 +50,9 @@ from smesurvival.scale.spark_io import (
     _payload,
     _quiet,
     _quote,
-    _read,
-    _require_pyspark,
     _select,
-    _stripped,
     _Types,
-    spark_session,
+    spark_frame,
 )
 from smesurvival.scale.stream import parse_memory, rows_for_memory
 
@@ -111,12 +108,7 @@ def fit_spark_discrete(
     if not expanded and duration is None:
         raise UsageError("subject-level data need duration= (or pass expanded=True)")
     budget = parse_memory(memory)
-    session = spark if spark is not None else spark_session(master)
-    _require_pyspark()
-    sdf, label = _read(session, source, sql)
-    sdf = _stripped(sdf, label)
-    if partitions is not None:
-        sdf = sdf.repartition(int(partitions))
+    session, sdf, label = spark_frame(spark, master, source, sql, partitions)
     columns = list(sdf.columns)
     if id is None or id not in columns:
         raise UsageError(f"id column {id!r} is not in the data; a subject identifier is required")

@@ -245,6 +245,19 @@ def _read(spark: Any, source: Any, sql: str | None) -> tuple[Any, str]:
                             f"{_spark_gist(str(exc))}") from None
 
 
+def spark_frame(spark: Any, master: str, source: Any, sql: str | None,
+                partitions: int | None) -> tuple[Any, Any, str]:
+    """(session, Spark DataFrame with stripped column names, label for messages): the
+    given session or a new one on ``master``, the data read and repartitioned if asked."""
+    session = spark if spark is not None else spark_session(master)
+    _require_pyspark()
+    sdf, label = _read(session, source, sql)
+    sdf = _stripped(sdf, label)
+    if partitions is not None:
+        sdf = sdf.repartition(int(partitions))
+    return session, sdf, label
+
+
 def _stripped(df: Any, label: str) -> Any:
     """Column names without surrounding spaces (as the readers give them); duplicates refused."""
     from pyspark.sql import functions as F
