@@ -39,10 +39,17 @@ test: $(BIN)/python
 	$(BIN)/pytest
 
 # Benchmarks against the libraries a user would otherwise pick, in the same run. bench/cox.py
-# also times R's survival: installed here with apt-get when Rscript is missing (skipped, with
-# a message, where apt-get is unavailable or fails).
+# also times R's survival and bench/scale.py Spark local[2]: R and Java are installed here with
+# apt-get when missing (each part is skipped, with a message, where apt-get is unavailable or fails).
 bench: $(BIN)/python
-	$(BIN)/python -m pip install -e '.[test,bench,web]' >/dev/null
+	$(BIN)/python -m pip install -e '.[test,bench,web,spark]' >/dev/null
+	@if ! command -v java >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y \
+	      --no-install-recommends default-jre-headless >/dev/null) \
+	      || echo "bench: could not install Java (apt-get failed); bench/scale.py will skip Spark"; \
+	  else echo "bench: apt-get is unavailable; bench/scale.py will skip Spark"; fi; \
+	fi
 	@# lifelines pins pandas<3 although it runs on pandas 3: install it without its pins
 	$(BIN)/python -m pip install --no-deps 'lifelines>=0.27,<1' 'autograd>=1.5' 'autograd-gamma>=0.3' >/dev/null
 	@if ! command -v Rscript >/dev/null 2>&1; then \
