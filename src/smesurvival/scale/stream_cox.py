@@ -36,6 +36,7 @@ from smesurvival.inference.vcov import check_choice
 from smesurvival.models.checks import check_rank_gram
 from smesurvival.models.cox import TIES, baseline_hazard, check_monotone, cox_extra
 from smesurvival.models.cox_kernel import (
+    _SHIFT_SLACK,
     RiskSets,
     RiskTotals,
     Ties,
@@ -64,8 +65,6 @@ from smesurvival.scale.stream import (
 
 __all__ = ["fit_cox_stream"]
 
-_SLACK = 300.0  # a shift within this of max(eta) keeps exp(eta - shift) finite and exact
-
 
 @dataclass(frozen=True)
 class EventTimes:
@@ -73,7 +72,7 @@ class EventTimes:
     distinct event times, their global ids 1..K, deaths per time (weighted and counted) and
     the tie terms; shared by every batch."""
 
-    labels: np.ndarray  # stratum labels, sorted (one entry, None, without strata)
+    labels: np.ndarray  # stratum labels, sorted (without strata: the single label 0)
     times: list[np.ndarray]  # per stratum, sorted distinct event times
     offsets: np.ndarray  # global id offset of each stratum
     d: np.ndarray  # (K+1,) weighted deaths per time
@@ -461,7 +460,7 @@ class Evaluator:
 
     def evaluate(self, beta: np.ndarray, shift: float) -> _Eval:
         ps = self.sums(beta, shift)
-        if not abs(ps.top - shift) <= _SLACK and np.isfinite(ps.top):  # the hint was far: again
+        if not abs(ps.top - shift) <= _SHIFT_SLACK and np.isfinite(ps.top):  # the hint was far: again
             shift = ps.top
             ps = self.sums(beta, shift)
         rs0 = self.times.no_rows()
