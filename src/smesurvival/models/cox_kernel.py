@@ -320,23 +320,34 @@ def cox_state(rs: RiskSets, X: np.ndarray, beta: np.ndarray, offset: np.ndarray 
     Xd = X[rs.death_rows] if Xd is None else Xd
     if not np.any(b) and offset is None:
         shift_hint = 0.0  # eta is 0: the exact maximum is known
+    def run(shift: float, linear: bool) -> tuple[float, list[np.ndarray]]:
+        return _passes(rs, X, Xd, b, offset, shift, eta, expeta, r, linear)
+
     with one_blas_thread():
         if shift_hint is not None and np.isfinite(shift_hint):
-            got = _each_part(parts, lambda i, a, z: _pass(rs, X, Xd, b, offset, shift_hint, eta, expeta, r,
-                                                          a, z, True))
-            top = float(np.max([g[0] for g in got])) if n else shift_hint
+            top, tot = run(shift_hint, True)
+            top = top if n else shift_hint
             shift = shift_hint
             if not abs(top - shift_hint) <= _SHIFT_SLACK:  # also NaN: recompute with the maximum
                 shift = _finite_shift(top)
-                got = _each_part(parts, lambda i, a, z: _pass(rs, X, Xd, b, offset, shift, eta, expeta, r,
-                                                              a, z, False))
+                tot = run(shift, False)[1]
         else:
             maxima = _each_part(parts, lambda i, a, z: _linear(X, b, offset, eta, a, z))
             top = float(np.max(maxima)) if n else 0.0
             shift = _finite_shift(top)
-            got = _each_part(parts, lambda i, a, z: _pass(rs, X, Xd, b, offset, shift, eta, expeta, r,
-                                                          a, z, False))
-        return _finish(rs, [g[1:] for g in got], eta, shift, top, expeta, r)
+            tot = run(shift, False)[1]
+        return _finish(rs, tot, eta, shift, top, expeta, r)
+
+
+def _passes(rs: RiskSets, X: np.ndarray, Xd: np.ndarray, b: np.ndarray, offset: np.ndarray | None,
+            shift: float, eta: np.ndarray, expeta: np.ndarray, r: np.ndarray,
+            linear: bool) -> tuple[float, list[np.ndarray]]:
+    """:func:`_pass` over the two row halves on two threads: (max of X beta when ``linear``,
+    the per-time sums with the halves added in a fixed order)."""
+    got = _each_part(_parts(X.shape[0]), lambda i, a, z: _pass(rs, X, Xd, b, offset, shift, eta,
+                                                               expeta, r, a, z, linear))
+    top = float(np.max([g[0] for g in got])) if got else -np.inf
+    return top, [sum(g[1:], g[0]) for g in zip(*[g[1:] for g in got], strict=True)]
 
 
 def _finite_shift(top: float) -> float:
@@ -448,11 +459,10 @@ def efron_second_moments(rs: RiskSets, rt: RiskTotals) -> np.ndarray:
     return out
 
 
-def _finish(rs: RiskSets, got: list[tuple[Any, ...]], eta: np.ndarray, shift: float, top: float,
+def _finish(rs: RiskSets, tot: list[np.ndarray], eta: np.ndarray, shift: float, top: float,
             expeta: np.ndarray, r: np.ndarray) -> CoxState:
-    """Add the halves' per-time sums (in a fixed order) and form S0, S1, the Efron
-    denominators, the cumulative weights and the log partial likelihood."""
-    tot = [sum(g[1:], g[0]) for g in zip(*got, strict=True)]
+    """From the rows' per-time sums: S0, S1, the Efron denominators, the cumulative weights
+    and the log partial likelihood."""
     rt = risk_totals(rs, tot)
     ll = float(rs.w_death @ eta[rs.death_rows] - (rs.pair_wt * (np.log(rt.den) + shift)).sum())
     return CoxState(eta, shift, top, expeta, r, tot[1].sum(axis=0), rt.C, rt.s0, rt.s1, rt.e1,
@@ -460,20 +470,17 @@ def _finish(rs: RiskSets, got: list[tuple[Any, ...]], eta: np.ndarray, shift: fl
 
 
 def time_sums(rs: RiskSets, X: np.ndarray, beta: np.ndarray, shift: float,
-              Xd: np.ndarray | None = None) -> tuple[float, list[np.ndarray], np.ndarray]:
+              Xd: np.ndarray | None = None) -> tuple[float, list[np.ndarray]]:
     """One pass over a set of rows (e.g. a batch of a streamed file, with global event-time
-    ids): (max of X beta, its per-time sums [exit S0, S1, (entry S0, S1,) death E0, E1] at
-    ``shift``, and r = w exp(X beta - shift)). Sums of several row sets add up."""
+    ids): the max of X beta and its per-time sums [exit S0, S1, (entry S0, S1,) death E0, E1]
+    at ``shift``. Sums of several row sets add up. ``Xd`` may hold ``X[rs.death_rows]``."""
     n = X.shape[0]
-    b = np.ascontiguousarray(beta, dtype=float)
-    eta, expeta = np.empty(n), np.empty(n)
+    expeta = np.empty(n)
     r = expeta if rs.unit_weights else np.empty(n)
-    Xd = X[rs.death_rows] if Xd is None else Xd
     with one_blas_thread():
-        got = _each_part(_parts(n), lambda i, a, z: _pass(rs, X, Xd, b, None, shift, eta, expeta, r,
-                                                          a, z, True))
-    top = float(np.max([g[0] for g in got])) if n else -np.inf
-    return top, [sum(g[1:], g[0]) for g in zip(*[g[1:] for g in got], strict=True)], r
+        return _passes(rs, X, X[rs.death_rows] if Xd is None else Xd,
+                       np.ascontiguousarray(beta, dtype=float), None, shift, np.empty(n), expeta, r,
+                       True)
 
 
 def risk_gram(rs: RiskSets, X: np.ndarray, C: np.ndarray, B: np.ndarray, r: np.ndarray) -> np.ndarray:

@@ -86,6 +86,7 @@ from smesurvival.scale.stream import (
     _settle,
     parse_memory,
     rows_for_memory,
+    used_rows,
 )
 
 __all__ = ["fit_spark", "spark_session"]
@@ -147,9 +148,7 @@ def _scan_partition(
 
 def _text_cells(df: pd.DataFrame, plan: _Plan, acc: dict[str, list[Any]]) -> None:
     """Numeric and text cells of the used rows of text columns, with a few text examples."""
-    keep = np.ones(len(df), dtype=bool)
-    for col in dict.fromkeys(plan.variables):
-        keep &= ~df[col].isna().to_numpy()
+    keep = used_rows(df, plan.variables)
     for col in dict.fromkeys(plan.parsed.variables):
         s = df[col]
         if not (s.dtype == object or pd.api.types.is_string_dtype(s.dtype)) or not keep.any():

@@ -36,7 +36,7 @@ from __future__ import annotations
 import ast
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -687,6 +687,14 @@ def _encoding(
                      direct)
 
 
+def used_rows(df: pd.DataFrame, variables: Sequence[str]) -> np.ndarray:
+    """Rows of ``df`` with a value in every one of ``variables`` (the rows a fit uses)."""
+    keep = np.ones(len(df), dtype=bool)
+    for col in dict.fromkeys(variables):
+        keep &= ~df[col].isna().to_numpy()
+    return keep
+
+
 @dataclass(frozen=True)
 class _Encoding:
     """The fixed encoder: a frame of raw rows -> (X, y, w, cluster labels) of its used rows.
@@ -703,11 +711,10 @@ class _Encoding:
     formula: str
     direct: DirectEncoder | None = None
 
-    def encode(self, df: pd.DataFrame) -> Block | None:
-        """The used rows of ``df`` encoded (None when every row has a missing value)."""
-        keep = np.ones(len(df), dtype=bool)
-        for col in dict.fromkeys(self.variables):
-            keep &= ~df[col].isna().to_numpy()
+    def encode(self, df: pd.DataFrame, keep: np.ndarray | None = None) -> Block | None:
+        """The used rows of ``df`` encoded (None when every row has a missing value);
+        ``keep``: :func:`used_rows` of ``df`` when the caller has it already."""
+        keep = used_rows(df, self.variables) if keep is None else keep
         if not keep.any():
             return None
         if self.direct is not None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,7 @@ from smesurvival.scale.stream import (
     _settle,
     parse_memory,
     rows_for_memory,
+    used_rows,
 )
 
 __all__ = ["fit_cox_stream"]
@@ -87,7 +89,7 @@ class EventTimes:
     def K(self) -> int:
         return self.d.size - 1
 
-    @property
+    @cached_property
     def all_times(self) -> tuple[np.ndarray, np.ndarray]:
         """(event time of each global id, its stratum code); index 0: before the first."""
         return (np.concatenate([[-np.inf], *self.times]),
@@ -238,7 +240,7 @@ def scan_frame(cp: CoxPlan, df: pd.DataFrame, scan: _Scan, deaths: _Deaths) -> N
     offset = scan.n_read
     _scan_batch(df, scan, plan.variables, plan.parsed.variables, cp.event, cp.weights, None,
                 plan.stateful, plan.c_columns, cp.formula)
-    keep = _complete(df, plan.variables)
+    keep = used_rows(df, plan.variables)
     if keep.any():
         t, e, _, s, w = _survival_columns(df, keep, cp, offset + np.flatnonzero(keep))
         deaths.add(s, t, e, w)
@@ -259,12 +261,12 @@ class CoxDesign:
 
     def batches(self, df: pd.DataFrame) -> Iterator[_Batch]:
         """The batch's used rows: design without its intercept, global risk-set ids."""
-        block = self.encoding.encode(df)
+        keep = used_rows(df, self.cp.plan.variables)
+        block = self.encoding.encode(df, keep)
         if block is None:
             return
-        keep = _complete(df, self.cp.plan.variables)
         X = np.ascontiguousarray(block[0][:, list(self.keep_cols)])
-        t, e, t0, s, w = _survival_columns(df, keep, self.cp, np.flatnonzero(keep))
+        t, e, t0, s, w = _survival_columns(df, keep, self.cp, None)  # checked by the scan
         codes = (np.searchsorted(self.times.labels, s) if s is not None  # labels are sorted
                  else np.zeros(t.size, dtype=np.int64))
         yield _Batch(X, self.times.risk_sets(t, e, t0, codes, w))
@@ -370,20 +372,15 @@ def fit_cox_sums(design: CoxDesign, ev: Evaluator, *, conf_level: float, tol: fl
     )
 
 
-def _complete(df: pd.DataFrame, variables: tuple[str, ...]) -> np.ndarray:
-    """Rows with a value in every model, survival and weight column (as the scan keeps)."""
-    keep = np.ones(len(df), dtype=bool)
-    for col in dict.fromkeys(variables):
-        keep &= ~df[col].isna().to_numpy()
-    return keep
-
-
 def _survival_columns(
-    df: pd.DataFrame, keep: np.ndarray, cp: CoxPlan, rows: np.ndarray,
+    df: pd.DataFrame, keep: np.ndarray, cp: CoxPlan, rows: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray]:
-    """Durations, events, entry times, strata labels and weights of the kept rows, checked
-    (``rows``: their positions in the whole data, for the messages)."""
+    """Durations, events, entry times, strata labels and weights of the kept rows; checked
+    when ``rows`` (their positions in the whole data, for the messages) is given -- the scan
+    checks them once, the later passes only read them."""
     def num(col: str, role: str) -> np.ndarray:
+        if rows is None:
+            return df[col][keep].to_numpy(dtype=float)
         vals = pd.to_numeric(df[col][keep], errors="coerce").to_numpy(dtype=float)
         if np.isnan(vals).any():
             raise DataValidationError(
@@ -393,7 +390,8 @@ def _survival_columns(
     t = num(cp.duration, "duration")
     e = num(cp.event, "event")
     t0 = num(cp.entry, "entry") if cp.entry else None
-    check_durations(t, cp.duration, rows, t0, cp.entry)
+    if rows is not None:
+        check_durations(t, cp.duration, rows, t0, cp.entry)
     w = num(cp.weights, "weights") if cp.weights else np.ones(t.size)
     s = df[cp.strata][keep].to_numpy() if cp.strata else None
     return t, e, t0, s, w
@@ -424,9 +422,8 @@ class PassSums:
 
 def batch_sums(b: _Batch, beta: np.ndarray, shift: float) -> PassSums:
     """Pass 1 on one batch (the memory kernel's :func:`time_sums`)."""
-    top, sums, _ = time_sums(b.rs, b.X, beta, shift)
-    dr = b.rs.death_rows
-    Xd = b.X[dr]
+    Xd = b.X[b.rs.death_rows]
+    top, sums = time_sums(b.rs, b.X, beta, shift, Xd)
     return PassSums(top, tuple(sums), float(b.rs.w_death @ (Xd @ beta)), Xd.T @ b.rs.w_death,
                     b.X.shape[0], float(b.rs.weights.sum()))
 
